@@ -1,0 +1,3 @@
+//! The guest's init and agent.
+
+fn main() {}

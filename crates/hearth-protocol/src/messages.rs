@@ -1,0 +1,254 @@
+//! The typed messages carried in `Hello`, `Open` and `Control` frames.
+//!
+//! Every message is JSON. Requests are what the host asks of the agent; the
+//! agent answers on the request's stream with data and [`Control`] messages and
+//! then closes it.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Name of the agent's virtio-serial port.
+pub const AGENT_PORT_NAME: &str = "hearth.agent";
+
+/// Data channel for stdin (host → guest) and stdout (guest → host).
+pub const CHAN_STDIO: u8 = 0;
+
+/// Data channel for stderr (guest → host).
+pub const CHAN_STDERR: u8 = 1;
+
+/// First frame of a session, sent by the host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version of the host.
+    pub version: u32,
+    /// A random number the answer must echo.
+    pub nonce: u64,
+}
+
+/// The guest's answer to [`Hello`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HelloAck {
+    /// Protocol version of the agent.
+    pub version: u32,
+    /// The nonce of the `Hello` this answers.
+    pub nonce: u64,
+    /// What the agent reports about itself.
+    pub info: AgentInfo,
+}
+
+/// What the agent reports about itself and its guest.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentInfo {
+    /// The agent's version.
+    pub agent_version: String,
+    /// The guest kernel's release (`uname -r`).
+    pub kernel_release: String,
+    /// Seconds since the guest booted.
+    pub uptime_secs: f64,
+    /// Whether the root filesystem has been mounted and entered.
+    pub root_mounted: bool,
+}
+
+/// A user and group, as names or numeric ids (`"1000"`, `"app"`,
+/// `"app:staff"`, `"1000:1000"`).
+pub type UserSpec = String;
+
+/// The program the agent runs as the app.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppSpec {
+    /// Program and arguments; the program is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Environment, as `KEY=value` strings.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory (default `/`).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// User to run as (default root).
+    #[serde(default)]
+    pub user: Option<UserSpec>,
+    /// Keep all capabilities instead of Docker's default set.
+    #[serde(default)]
+    pub all_capabilities: bool,
+}
+
+/// A command to run inside the guest.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// Program and arguments; the program is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Environment, as `KEY=value` strings, added to a minimal default.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory (default `/`).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// User to run as (default root).
+    #[serde(default)]
+    pub user: Option<UserSpec>,
+    /// Run on a pseudo-terminal of this size instead of pipes.
+    #[serde(default)]
+    pub tty: Option<TtySize>,
+}
+
+/// The size of a terminal.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TtySize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// What the host asks the agent; the payload of an `Open` frame.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Answers with [`Control::Info`].
+    Ping,
+    /// Starts the app; answers [`Control::Ok`] once it is spawned.
+    StartApp(AppSpec),
+    /// Answers with [`Control::App`].
+    AppStatus,
+    /// Runs a command: stdin on channel 0 in, stdout on 0 and stderr on 1 out,
+    /// then [`Control::Exit`]. With a tty, [`Control::Resize`] may be sent in.
+    Exec(ExecSpec),
+    /// Writes the stream's channel-0 bytes to a file, then answers
+    /// [`Control::Ok`].
+    WriteFile {
+        /// Absolute path in the guest.
+        path: String,
+        /// Permission bits (default 0644).
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+    /// Sends the file's bytes on channel 0, then `Eof` and [`Control::Ok`].
+    ReadFile {
+        /// Absolute path in the guest.
+        path: String,
+    },
+    /// Connects to a TCP port inside the guest and carries bytes both ways on
+    /// channel 0; answers [`Control::Ok`] once connected.
+    Tunnel {
+        /// Port on the guest's loopback.
+        port: u16,
+    },
+    /// Sends the app's captured output (stdout on channel 0, stderr on 1),
+    /// and with `follow` keeps sending as it comes.
+    Logs {
+        /// Keep the stream open and send new output.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// Refreshes the guest after a restore: entropy, clock, hostname.
+    Identity(Identity),
+    /// Powers the guest off.
+    Shutdown,
+}
+
+/// Fresh identity for a guest, sent after every boot and restore.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    /// Random bytes from the host, base64, credited to the guest's CRNG.
+    pub entropy: String,
+    /// Host wall clock, nanoseconds since the Unix epoch.
+    pub unix_time_ns: u128,
+    /// The guest's hostname.
+    pub hostname: String,
+}
+
+/// The app's state as the agent sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppState {
+    /// Whether the app was started.
+    pub started: bool,
+    /// Its pid while it runs.
+    pub pid: Option<u32>,
+    /// How it ended, if it did.
+    pub exit: Option<ExitStatus>,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal killed it.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The shell's convention: the code, or 128 + the signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// A typed message on a stream.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// The request succeeded (and carries an optional value).
+    Ok {
+        /// A request-specific result.
+        #[serde(default)]
+        value: serde_json::Value,
+    },
+    /// The request failed.
+    Error {
+        /// Why, for a person.
+        message: String,
+    },
+    /// The agent's info.
+    Info(AgentInfo),
+    /// The app's state.
+    App(AppState),
+    /// An exec'd process ended.
+    Exit(ExitStatus),
+    /// The terminal was resized (host → guest).
+    Resize(TtySize),
+    /// Deliver a signal to an exec'd process (host → guest).
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_is_tagged() {
+        let json = serde_json::to_value(Request::Tunnel { port: 8080 }).expect("json");
+        assert_eq!(json, serde_json::json!({"op": "tunnel", "port": 8080}));
+        let back: Request = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, Request::Tunnel { port: 8080 });
+    }
+
+    #[test]
+    fn exit_status_maps_signals_like_a_shell() {
+        assert_eq!(
+            ExitStatus {
+                code: Some(3),
+                signal: None
+            }
+            .shell_code(),
+            3
+        );
+        assert_eq!(
+            ExitStatus {
+                code: None,
+                signal: Some(9)
+            }
+            .shell_code(),
+            137
+        );
+    }
+}

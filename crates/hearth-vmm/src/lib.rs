@@ -1,0 +1,1 @@
+//! VMM drivers (QEMU), disks and snapshots.

@@ -1,0 +1,3 @@
+//! The hearth command.
+
+fn main() {}

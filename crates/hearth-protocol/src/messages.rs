@@ -154,9 +154,28 @@ pub struct Identity {
     /// Random bytes from the host, base64, credited to the guest's CRNG.
     pub entropy: String,
     /// Host wall clock, nanoseconds since the Unix epoch.
+    ///
+    /// A JSON number that fits in a `u64` (until the year 2554): serde cannot
+    /// read a `u128` inside the internally tagged [`Request`].
+    #[serde(with = "nanos_as_u64")]
     pub unix_time_ns: u128,
     /// The guest's hostname.
     pub hostname: String,
+}
+
+/// Serializes a `u128` of nanoseconds as a `u64`.
+mod nanos_as_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(nanos: &u128, serializer: S) -> Result<S::Ok, S::Error> {
+        let nanos = u64::try_from(*nanos)
+            .map_err(|_| serde::ser::Error::custom("time beyond the year 2554"))?;
+        serializer.serialize_u64(nanos)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
+        u64::deserialize(deserializer).map(u128::from)
+    }
 }
 
 /// The app's state as the agent sees it.
@@ -230,6 +249,18 @@ mod tests {
         assert_eq!(json, serde_json::json!({"op": "tunnel", "port": 8080}));
         let back: Request = serde_json::from_value(json).expect("parse");
         assert_eq!(back, Request::Tunnel { port: 8080 });
+    }
+
+    #[test]
+    fn identity_round_trips_inside_a_request() {
+        let request = Request::Identity(Identity {
+            entropy: "AAEC".to_owned(),
+            unix_time_ns: 1_700_000_000_123_456_789,
+            hostname: "vm".to_owned(),
+        });
+        let json = serde_json::to_vec(&request).expect("json");
+        let back: Request = serde_json::from_slice(&json).expect("parse");
+        assert_eq!(back, request);
     }
 
     #[test]

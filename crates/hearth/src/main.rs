@@ -1,3 +1,75 @@
-//! The hearth command.
+//! The `hearth` command: every role of hearth in one binary.
+//!
+//! `hearth vm …` drives single VMs through their shims, `hearth bench …`
+//! measures, and the hidden `hearth shim DIR` is the per-VM supervisor that
+//! `hearth vm boot` and `hearth vm restore` start.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// hearth: microVMs from Dockerfiles, suspended when idle, resumed on request.
+#[derive(Parser)]
+#[command(name = "hearth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot, drive, snapshot and restore single VMs.
+    #[command(subcommand)]
+    Vm(cmd::vm::VmCommand),
+    /// Measure hearth on this machine.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// Run the supervisor of the VM in DIR (started by `hearth vm`).
+    #[command(hide = true)]
+    Shim {
+        /// The VM's directory.
+        dir: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_shim = matches!(cli.command, Command::Shim { .. });
+    init_tracing(if is_shim { "info" } else { "warn" });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Vm(command) => cmd::vm::run(command).await,
+            Command::Bench(command) => cmd::bench::run(command).await,
+            Command::Shim { dir } => cmd::shim(dir).await,
+        }
+    });
+
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hearth: {}", chain(&err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn chain(err: &anyhow::Error) -> String {
+    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}

@@ -1,0 +1,116 @@
+//! The agent's state and the dispatch of each request to its handler.
+//!
+//! Every request arrives on a stream of its own and ends with the stream
+//! closed. A request that fails gets `Error { message }` and then the close.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
+
+use crate::app::{self, App};
+use crate::system::{self, System};
+use crate::{exec, files, tunnel};
+
+/// What boot found out, and where the root filesystem's `/etc` is.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Whether the image's root filesystem was mounted and entered.
+    pub root_mounted: bool,
+    /// The directory holding `passwd` and `group` (`/etc` in a guest).
+    pub etc: PathBuf,
+}
+
+/// The agent: the guest's app and the handlers of the host's requests.
+pub struct Agent {
+    config: AgentConfig,
+    app: App,
+    system: Arc<dyn System>,
+}
+
+impl Agent {
+    /// An agent with no app started yet.
+    pub fn new(config: AgentConfig, system: Arc<dyn System>) -> Arc<Agent> {
+        Arc::new(Agent {
+            config,
+            app: App::default(),
+            system,
+        })
+    }
+
+    /// What the agent reports about itself, as of now.
+    pub fn info(&self) -> AgentInfo {
+        let kernel_release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let uptime_secs = std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        AgentInfo {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            kernel_release,
+            uptime_secs,
+            root_mounted: self.config.root_mounted,
+        }
+    }
+
+    /// Serves one request on its stream, to the end of the stream.
+    pub async fn handle(self: Arc<Self>, payload: Bytes, stream: Stream) {
+        let request: Request = match serde_json::from_slice(&payload) {
+            Ok(request) => request,
+            Err(err) => return refuse(&stream.sender, &format!("bad request: {err}")),
+        };
+
+        let etc = &self.config.etc;
+        match request {
+            Request::Ping => answer(&stream.sender, Control::Info(self.info())),
+            Request::StartApp(spec) => match self.app.start(&spec, etc) {
+                Ok(pid) => {
+                    let value = serde_json::json!({ "pid": pid });
+                    answer(&stream.sender, Control::Ok { value });
+                }
+                Err(err) => refuse(&stream.sender, &crate::describe(&err)),
+            },
+            Request::AppStatus => answer(&stream.sender, Control::App(self.app.status())),
+            Request::Exec(spec) => exec::run(spec, etc, stream).await,
+            Request::WriteFile { path, mode } => files::write(path, mode, stream).await,
+            Request::ReadFile { path } => files::read(path, stream).await,
+            Request::Tunnel { port } => tunnel::run(port, stream).await,
+            Request::Logs { follow } => app::serve_logs(self.app.logs(), follow, stream).await,
+            Request::Identity(identity) => {
+                match system::apply_identity(self.system.as_ref(), &identity) {
+                    Ok(()) => answer(&stream.sender, ok()),
+                    Err(err) => refuse(&stream.sender, &crate::describe(&err)),
+                }
+            }
+            Request::Shutdown => {
+                answer(&stream.sender, ok());
+                self.system.power_off();
+            }
+        }
+    }
+}
+
+fn ok() -> Control {
+    Control::Ok {
+        value: serde_json::Value::Null,
+    }
+}
+
+/// Sends one answer and closes the stream.
+pub fn answer(tx: &StreamSender, control: Control) {
+    let _ = tx.control(&control);
+    tx.close(None);
+}
+
+/// Refuses a request: `Error { message }`, then the close.
+pub fn refuse(tx: &StreamSender, message: &str) {
+    answer(
+        tx,
+        Control::Error {
+            message: message.to_owned(),
+        },
+    );
+}

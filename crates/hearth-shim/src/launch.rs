@@ -1,0 +1,245 @@
+//! Creating VMs: a directory, a disk, a config, and a shim to own them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hearth_protocol::AppSpec;
+
+use crate::layout::{VmConfig, VmDir, VmState, VmStatus};
+
+/// How long a new VM may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Errors creating a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The root filesystem given does not exist.
+    #[error("root filesystem {0} does not exist")]
+    NoRootfs(PathBuf),
+    /// A file of the VM could not be made.
+    #[error("{what} {path}")]
+    Io {
+        /// What was being made.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The disk could not be made.
+    #[error("disk")]
+    Disk(#[from] hearth_vmm::DiskError),
+    /// The snapshot cannot be restored.
+    #[error("bad snapshot {path}")]
+    Snapshot {
+        /// The snapshot.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: hearth_vmm::SnapshotError,
+    },
+    /// The VM did not start.
+    #[error("vm {id} did not start: {reason} (console: {console})")]
+    Failed {
+        /// The VM's id.
+        id: String,
+        /// Why, as its shim recorded it.
+        reason: String,
+        /// The VM's console log.
+        console: PathBuf,
+    },
+}
+
+/// Where a new VM's root filesystem comes from.
+pub enum RootSource {
+    /// A directory, turned into an ext4 image.
+    Dir(PathBuf),
+    /// An existing disk image (raw ext4 or qcow2), used read-only as the base.
+    Image(PathBuf),
+}
+
+/// What to boot.
+pub struct BootSpec {
+    /// Root filesystem.
+    pub root: RootSource,
+    /// The app to start after boot.
+    pub app: Option<AppSpec>,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Size of the root disk in bytes when made from a directory.
+    pub disk_bytes: u64,
+}
+
+/// The files every VM needs.
+pub struct Host {
+    /// The data directory.
+    pub data: PathBuf,
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initramfs: PathBuf,
+    /// The accelerator probe's cache.
+    pub accel_cache: PathBuf,
+    /// The program that runs shims (`hearth`).
+    pub exe: PathBuf,
+}
+
+/// A new VM id: `vm-` and 12 hex digits.
+pub fn new_id() -> String {
+    format!("vm-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let path = path.to_owned();
+    move |source| LaunchError::Io { what, path, source }
+}
+
+/// Boots a new VM and waits until its agent answers.
+///
+/// # Errors
+///
+/// Fails when the root filesystem is missing or the VM does not start; a VM
+/// that did not start leaves nothing behind but its directory's logs.
+pub async fn boot(host: &Host, spec: BootSpec) -> Result<VmDir, LaunchError> {
+    let id = new_id();
+    let dir = VmDir::new(&host.data, &id);
+    std::fs::create_dir_all(dir.root()).map_err(io_err("creating", dir.root()))?;
+
+    let base = match spec.root {
+        RootSource::Dir(src) => {
+            if !src.is_dir() {
+                let _ = std::fs::remove_dir_all(dir.root());
+                return Err(LaunchError::NoRootfs(src));
+            }
+            let image = dir.root().join("rootfs.ext4");
+            if let Err(err) = hearth_vmm::disk::make_ext4(&src, &image, spec.disk_bytes).await {
+                let _ = std::fs::remove_dir_all(dir.root());
+                return Err(err.into());
+            }
+            image
+        }
+        RootSource::Image(image) => {
+            if !image.is_file() {
+                let _ = std::fs::remove_dir_all(dir.root());
+                return Err(LaunchError::NoRootfs(image));
+            }
+            std::fs::canonicalize(&image).map_err(io_err("resolving", &image))?
+        }
+    };
+    if let Err(err) = hearth_vmm::disk::create_overlay(&base, &dir.disk()).await {
+        let _ = std::fs::remove_dir_all(dir.root());
+        return Err(err.into());
+    }
+
+    let config = VmConfig {
+        id: id.clone(),
+        vcpus: spec.vcpus,
+        memory_mib: spec.memory_mib,
+        kernel: host.kernel.clone(),
+        initramfs: host.initramfs.clone(),
+        app: spec.app,
+        restore_from: None,
+        hostname: id.clone(),
+        accel_cache: host.accel_cache.clone(),
+    };
+    start(host, &dir, &config).await?;
+    Ok(dir)
+}
+
+/// Restores a new VM from a snapshot directory and waits until its agent
+/// answers.
+///
+/// # Errors
+///
+/// Fails when the snapshot is damaged or was taken by an incompatible QEMU,
+/// or when the VM does not start.
+pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError> {
+    let snap_err = |source| LaunchError::Snapshot { path: snapshot.to_owned(), source };
+    let opened = hearth_vmm::Snapshot::open_async(snapshot).await.map_err(snap_err)?;
+    let meta = opened.meta();
+
+    let id = new_id();
+    let dir = VmDir::new(&host.data, &id);
+    std::fs::create_dir_all(dir.root()).map_err(io_err("creating", dir.root()))?;
+
+    // The VM writes to its own copy of the snapshot's disk.
+    let source = snapshot.join("disk.qcow2");
+    if let Err(err) = tokio::fs::copy(&source, dir.disk()).await {
+        let _ = std::fs::remove_dir_all(dir.root());
+        return Err(LaunchError::Io { what: "copying", path: source, source: err });
+    }
+
+    let snapshot = std::fs::canonicalize(snapshot).map_err(io_err("resolving", snapshot))?;
+    let config = VmConfig {
+        id: id.clone(),
+        vcpus: meta.machine.vcpus,
+        memory_mib: meta.machine.memory_mib,
+        kernel: host.kernel.clone(),
+        initramfs: host.initramfs.clone(),
+        app: None,
+        restore_from: Some(snapshot),
+        hostname: id.clone(),
+        accel_cache: host.accel_cache.clone(),
+    };
+    start(host, &dir, &config).await?;
+    Ok(dir)
+}
+
+async fn start(host: &Host, dir: &VmDir, config: &VmConfig) -> Result<(), LaunchError> {
+    dir.write_config(config).map_err(io_err("writing", &dir.config()))?;
+    let log_path = dir.shim_log();
+    let log = std::fs::File::create(&log_path).map_err(io_err("creating", &log_path))?;
+    let log_err = log.try_clone().map_err(io_err("opening", &log_path))?;
+
+    // Its own process group: the shim outlives the command that started it
+    // and ignores that command's Ctrl-C.
+    let mut command = std::process::Command::new(&host.exe);
+    command
+        .arg("shim")
+        .arg(dir.root())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command.spawn().map_err(io_err("starting the shim", &host.exe))?;
+
+    // Reap the shim if it exits while this process still runs.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+
+    wait_ready(dir, READY_TIMEOUT).await
+}
+
+/// Waits until the VM in `dir` runs, or says why it will not.
+///
+/// # Errors
+///
+/// Fails with the shim's recorded reason when the VM exited, or when it is
+/// not ready in time.
+pub async fn wait_ready(dir: &VmDir, timeout: Duration) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state: Option<VmState> = dir.read_state().ok();
+        match state {
+            Some(state) if state.status == VmStatus::Running => return Ok(()),
+            Some(state) if state.status == VmStatus::Exited => {
+                let reason = state.exit.unwrap_or_else(|| "exited".to_owned());
+                return Err(failed(dir, reason));
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(failed(dir, "not ready in time".to_owned()));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+fn failed(dir: &VmDir, reason: String) -> LaunchError {
+    LaunchError::Failed { id: dir.id(), reason, console: dir.console() }
+}

@@ -1,0 +1,121 @@
+//! `hearth bench`: figures measured on this machine, as medians of several
+//! runs, with ratios taken within the same run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hearth_shim::launch::{self, BootSpec, RootSource};
+use hearth_shim::ShimClient;
+
+use super::vm::host;
+
+/// Benchmarks.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Cold boot to agent-ready, snapshot, and restore to agent-ready.
+    Vm {
+        /// Root filesystem directory to boot (default: the busybox one that
+        /// scripts/setup.sh makes).
+        #[arg(long)]
+        rootfs: Option<PathBuf>,
+        /// Runs per figure.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+    },
+}
+
+/// Runs a benchmark.
+pub async fn run(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Vm { rootfs, runs, memory } => vm(rootfs, runs.max(1), memory).await,
+    }
+}
+
+struct Run {
+    boot: Duration,
+    snapshot: Duration,
+    paused: Duration,
+    memory_bytes: u64,
+    disk_bytes: u64,
+    restore: Duration,
+}
+
+async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCode> {
+    let host = host()?;
+    let rootfs = rootfs.unwrap_or_else(|| host.data.join("rootfs/busybox"));
+    let scratch = tempfile::Builder::new().prefix("hearth-bench-").tempdir()?;
+    let mut results = Vec::new();
+
+    for i in 0..runs {
+        let spec = BootSpec {
+            root: RootSource::Dir(rootfs.clone()),
+            app: None,
+            vcpus: 1,
+            memory_mib: memory,
+            disk_bytes: 512 << 20,
+        };
+        let started = Instant::now();
+        let dir = launch::boot(&host, spec).await.context("boot")?;
+        let boot = started.elapsed();
+
+        let snap = scratch.path().join(format!("snap-{i}"));
+        let started = Instant::now();
+        let taken = ShimClient::connect(&dir).await?.snapshot(&snap, true).await?;
+        let snapshot = started.elapsed();
+        let _ = std::fs::remove_dir_all(dir.root());
+
+        let started = Instant::now();
+        let restored = launch::restore(&host, &snap).await.context("restore")?;
+        let restore = started.elapsed();
+        ShimClient::connect(&restored).await?.stop().await?;
+        let _ = std::fs::remove_dir_all(restored.root());
+        let _ = std::fs::remove_dir_all(&snap);
+
+        eprintln!(
+            "run {}: boot {:?}, snapshot {:?}, restore {:?}",
+            i + 1,
+            boot,
+            snapshot,
+            restore
+        );
+        results.push(Run {
+            boot,
+            snapshot,
+            paused: Duration::from_millis(taken.paused_ms),
+            memory_bytes: taken.memory_bytes,
+            disk_bytes: taken.disk_bytes,
+            restore,
+        });
+    }
+
+    let ms = |f: fn(&Run) -> Duration| median(results.iter().map(|r| f(r).as_secs_f64() * 1e3).collect());
+    let mib = |f: fn(&Run) -> u64| median(results.iter().map(|r| f(r) as f64 / 1048576.0).collect());
+    let ratio = median(
+        results.iter().map(|r| r.restore.as_secs_f64() / r.boot.as_secs_f64()).collect(),
+    );
+    println!("hearth bench vm: {runs} runs, {memory} MiB guest, medians");
+    println!("  cold boot to agent-ready   {:>8.0} ms", ms(|r| r.boot));
+    println!("  snapshot (total)           {:>8.0} ms", ms(|r| r.snapshot));
+    println!("  snapshot (VM paused)       {:>8.0} ms", ms(|r| r.paused));
+    println!("  snapshot memory            {:>8.1} MiB", mib(|r| r.memory_bytes));
+    println!("  snapshot disk              {:>8.1} MiB", mib(|r| r.disk_bytes));
+    println!("  restore to agent-ready     {:>8.0} ms", ms(|r| r.restore));
+    println!("  restore / cold boot        {:>8.2}", ratio);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

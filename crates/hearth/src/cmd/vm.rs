@@ -1,0 +1,400 @@
+//! `hearth vm`: single VMs, driven through their shims.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use hearth_protocol::{AppSpec, ExecSpec, Request, TtySize};
+use hearth_shim::launch::{self, BootSpec, Host, RootSource};
+use hearth_shim::{ShimClient, VmDir, VmStatus};
+
+use crate::paths;
+
+mod tty;
+
+/// Operations on single VMs.
+#[derive(Subcommand)]
+pub enum VmCommand {
+    /// Boot a VM from a root filesystem and print its id.
+    Boot(BootArgs),
+    /// Run a command in a VM; exits with the command's exit code.
+    Exec(ExecArgs),
+    /// Snapshot a VM's memory, devices and disk into a directory.
+    Snapshot {
+        /// The VM.
+        id: String,
+        /// The snapshot directory to write (must not exist).
+        file: PathBuf,
+        /// Stop the VM after the snapshot instead of continuing it.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Start a new VM from a snapshot and print its id.
+    Restore {
+        /// The snapshot directory.
+        file: PathBuf,
+    },
+    /// List VMs.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a VM's serial console.
+    Console {
+        /// The VM.
+        id: String,
+        /// Keep printing as the console grows.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the output of a VM's app.
+    Logs {
+        /// The VM.
+        id: String,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Copy a file into or out of a VM (`ID:/path` names the VM's side).
+    Cp {
+        /// Source: a local path or `ID:/path`.
+        src: String,
+        /// Destination: a local path or `ID:/path`.
+        dst: String,
+    },
+    /// Stop a VM and delete its files.
+    Rm {
+        /// The VMs.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Arguments of `hearth vm boot`.
+#[derive(Args)]
+pub struct BootArgs {
+    /// Root filesystem: a directory (made into ext4) or a disk image.
+    #[arg(long)]
+    rootfs: PathBuf,
+    /// Start this shell command as the VM's app.
+    #[arg(long)]
+    cmd: Option<String>,
+    /// Environment for the app (`KEY=value`, repeatable).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Root disk size in MiB when the root filesystem is a directory.
+    #[arg(long, default_value_t = 8192)]
+    disk: u64,
+}
+
+/// Arguments of `hearth vm exec`.
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The VM.
+    id: String,
+    /// Run on a terminal (interactive programs, shells).
+    #[arg(short, long)]
+    tty: bool,
+    /// Forward standard input even when it is a terminal.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Environment (`KEY=value`, repeatable).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (`name`, `uid` or `uid:gid`).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Runs a `hearth vm` subcommand.
+pub async fn run(command: VmCommand) -> Result<ExitCode> {
+    match command {
+        VmCommand::Boot(args) => boot(args).await,
+        VmCommand::Exec(args) => exec(args).await,
+        VmCommand::Snapshot { id, file, stop } => snapshot(&id, &file, stop).await,
+        VmCommand::Restore { file } => restore(&file).await,
+        VmCommand::Ls { json } => ls(json).await,
+        VmCommand::Console { id, follow } => console(&id, follow).await,
+        VmCommand::Logs { id, follow } => logs(&id, follow).await,
+        VmCommand::Cp { src, dst } => cp(&src, &dst).await,
+        VmCommand::Rm { ids } => rm(&ids).await,
+    }
+}
+
+/// The files every VM needs, from the environment.
+pub fn host() -> Result<Host> {
+    let assets = paths::assets()?;
+    Ok(Host {
+        data: paths::data_dir(),
+        kernel: assets.kernel,
+        initramfs: assets.initramfs,
+        accel_cache: paths::accel_cache(),
+        exe: std::env::current_exe().context("locating the hearth binary")?,
+    })
+}
+
+async fn boot(args: BootArgs) -> Result<ExitCode> {
+    let host = host()?;
+    let root = if args.rootfs.is_dir() {
+        RootSource::Dir(args.rootfs)
+    } else {
+        RootSource::Image(args.rootfs)
+    };
+    let app = args.cmd.map(|cmd| AppSpec {
+        argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), cmd],
+        env: args.env,
+        ..AppSpec::default()
+    });
+    let spec = BootSpec {
+        root,
+        app,
+        vcpus: args.vcpus,
+        memory_mib: args.memory,
+        disk_bytes: args.disk * 1024 * 1024,
+    };
+    let dir = launch::boot(&host, spec).await?;
+    println!("{}", dir.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory of an existing VM.
+///
+/// # Errors
+///
+/// Fails when no VM has that id.
+pub fn vm_dir(id: &str) -> Result<VmDir> {
+    let dir = VmDir::new(&paths::data_dir(), id);
+    if id.is_empty() || id.contains('/') || !dir.config().is_file() {
+        bail!("no such vm: {id}");
+    }
+    Ok(dir)
+}
+
+/// Connects to a VM's shim.
+///
+/// # Errors
+///
+/// Fails when the VM does not exist or is not running.
+pub async fn connect(id: &str) -> Result<ShimClient> {
+    let dir = vm_dir(id)?;
+    if let Ok(state) = dir.read_state() {
+        if state.status == VmStatus::Exited {
+            let reason = state.exit.unwrap_or_default();
+            bail!("vm {id} is not running: it exited ({reason})");
+        }
+    }
+    Ok(ShimClient::connect(&dir).await?)
+}
+
+async fn exec(args: ExecArgs) -> Result<ExitCode> {
+    let client = connect(&args.id).await?;
+    let mut spec = ExecSpec {
+        argv: args.command,
+        env: args.env,
+        cwd: args.workdir,
+        user: args.user,
+        tty: None,
+    };
+
+    let status = if args.tty {
+        let size = tty::size().unwrap_or(TtySize { rows: 24, cols: 80 });
+        spec.tty = Some(size);
+        tty::interactive(&client, spec).await?
+    } else {
+        let forward = args.interactive || !std::io::stdin().is_terminal();
+        let stdin = forward.then(tokio::io::stdin);
+        let mut stdout = tokio::io::stdout();
+        let mut stderr = tokio::io::stderr();
+        client.exec(spec, stdin, &mut stdout, &mut stderr).await?
+    };
+    Ok(ExitCode::from(status.shell_code().clamp(0, 255) as u8))
+}
+
+async fn snapshot(id: &str, file: &std::path::Path, stop: bool) -> Result<ExitCode> {
+    let client = connect(id).await?;
+    let path = absolute(file)?;
+    let result = client.snapshot(&path, stop).await.context("snapshot failed")?;
+    eprintln!(
+        "snapshot {}: memory {:.1} MiB, disk {:.1} MiB, paused {} ms, total {} ms",
+        path.display(),
+        result.memory_bytes as f64 / 1048576.0,
+        result.disk_bytes as f64 / 1048576.0,
+        result.paused_ms,
+        result.total_ms,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().context("current directory")?.join(path)
+    })
+}
+
+async fn restore(file: &std::path::Path) -> Result<ExitCode> {
+    let host = host()?;
+    let dir = launch::restore(&host, &absolute(file)?).await?;
+    println!("{}", dir.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(json: bool) -> Result<ExitCode> {
+    let root = paths::data_dir().join("vms");
+    let mut rows = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let dir = VmDir::at(entry.path());
+            let (Ok(config), Ok(mut state)) = (dir.read_config(), dir.read_state()) else {
+                continue;
+            };
+            if state.status != VmStatus::Exited && !alive(state.shim_pid) {
+                state.status = VmStatus::Exited;
+                state.exit = Some("its shim is gone".to_owned());
+            }
+            rows.push((config, state));
+        }
+    }
+    rows.sort_by_key(|(_, state)| state.started_ms);
+
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(config, state)| serde_json::json!({"id": config.id, "config": config, "state": state}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<12} {:<5} {:>5} {:>7}  EXIT", "ID", "STATUS", "ACCEL", "VCPUS", "MEMORY");
+    for (config, state) in rows {
+        println!(
+            "{:<16} {:<12} {:<5} {:>5} {:>5}Mi  {}",
+            config.id,
+            format!("{:?}", state.status).to_lowercase(),
+            state.accel.unwrap_or_default(),
+            config.vcpus,
+            config.memory_mib,
+            state.exit.unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn console(id: &str, follow: bool) -> Result<ExitCode> {
+    let dir = vm_dir(id)?;
+    let path = dir.console();
+    let mut offset = 0usize;
+    loop {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        if bytes.len() > offset {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            out.write_all(&bytes[offset..])?;
+            out.flush()?;
+            offset = bytes.len();
+        }
+        let running = dir.read_state().map(|s| s.status != VmStatus::Exited).unwrap_or(false);
+        if !follow || !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn logs(id: &str, follow: bool) -> Result<ExitCode> {
+    let client = connect(id).await?;
+    let stream = client.agent(Request::Logs { follow })?;
+    let (_tx, mut rx) = stream.split();
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    use tokio::io::AsyncWriteExt;
+    loop {
+        match rx.recv().await {
+            hearth_protocol::Event::Data { chan: hearth_protocol::CHAN_STDERR, bytes } => {
+                stderr.write_all(&bytes).await?;
+            }
+            hearth_protocol::Event::Data { bytes, .. } => stdout.write_all(&bytes).await?,
+            hearth_protocol::Event::Control(hearth_protocol::Control::Error { message }) => {
+                bail!("{message}")
+            }
+            hearth_protocol::Event::Closed { .. } => break,
+            _ => {}
+        }
+    }
+    stdout.flush().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ID:/path` → (id, path); anything else is local.
+fn remote(spec: &str) -> Option<(&str, &str)> {
+    let (id, path) = spec.split_once(':')?;
+    (id.starts_with("vm-") && path.starts_with('/')).then_some((id, path))
+}
+
+async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
+    match (remote(src), remote(dst)) {
+        (None, Some((id, path))) => {
+            let client = connect(id).await?;
+            let mut file = tokio::fs::File::open(src).await.with_context(|| format!("opening {src}"))?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().await?.permissions());
+            client.write_file(path, Some(mode & 0o7777), &mut file).await?;
+        }
+        (Some((id, path)), None) => {
+            let client = connect(id).await?;
+            let mut file = tokio::fs::File::create(dst).await.with_context(|| format!("creating {dst}"))?;
+            client.read_file(path, &mut file).await?;
+        }
+        _ => bail!("one side of cp must be ID:/absolute/path and the other a local path"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rm(ids: &[String]) -> Result<ExitCode> {
+    for id in ids {
+        let dir = vm_dir(id)?;
+        let state = dir.read_state().ok();
+        let running = state.as_ref().is_some_and(|s| s.status != VmStatus::Exited && alive(s.shim_pid));
+        if running {
+            match ShimClient::connect(&dir).await {
+                Ok(client) => client.stop().await?,
+                Err(_) => kill_recorded(&dir),
+            }
+        }
+        std::fs::remove_dir_all(dir.root()).with_context(|| format!("removing {}", dir.root().display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ends the QEMU and shim processes a VM's state records, when its shim no
+/// longer answers.
+fn kill_recorded(dir: &VmDir) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if let Ok(state) = dir.read_state() {
+        if let Some(pid) = state.qemu_pid {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(state.shim_pid as i32), Signal::SIGKILL);
+    }
+}

@@ -2,7 +2,8 @@
 //! socket (the host end of the `hearth.agent` port), sends each kind of
 //! request once, reconnects after a freeze, and powers the guest off.
 //!
-//! usage: `cargo run -p hearth-agent --example smoke -- AGENT_SOCKET`
+//! usage: `cargo run -p hearth-agent --example smoke -- AGENT_SOCKET [IDLE_SECONDS]`;
+//! with `IDLE_SECONDS` it only pings, stays idle that long and powers off.
 
 use std::time::Duration;
 
@@ -21,6 +22,26 @@ async fn main() -> Result<(), Error> {
     let path = std::env::args().nth(1).ok_or("usage: smoke AGENT_SOCKET")?;
 
     let (session, tasks) = connect(&path).await?;
+    if let Some(idle) = std::env::args().nth(2) {
+        // `smoke SOCKET SECONDS`: reconnect once, stay connected and idle,
+        // then power off.
+        call(&session, Request::Ping, None).await?;
+        session.freeze("idle test").await?;
+        drop((session, tasks));
+        let (session, _tasks) = connect(&path).await?;
+        call(&session, Request::Ping, None).await?;
+        let cpu = ExecSpec {
+            argv: ["sh", "-c", "cut -d' ' -f14,15 /proc/1/stat; sleep 3; cut -d' ' -f14,15 /proc/1/stat"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ..ExecSpec::default()
+        };
+        call(&session, Request::Exec(cpu), None).await?;
+        tokio::time::sleep(Duration::from_secs(idle.parse()?)).await;
+        call(&session, Request::Shutdown, None).await?;
+        return Ok(());
+    }
     let text = |argv: &[&str]| ExecSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         ..ExecSpec::default()

@@ -115,6 +115,10 @@ impl Credentials {
         let path = data_dir.join(CREDENTIALS_FILE);
         match fs::read(&path) {
             Ok(bytes) => {
+                restrict_mode(&path).map_err(|source| CredentialsError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
                 return serde_json::from_slice(&bytes)
                     .map_err(|source| CredentialsError::Malformed { path, source });
             }
@@ -136,6 +140,16 @@ impl Credentials {
         write_private(&path, &json).map_err(|source| CredentialsError::Write { path, source })?;
         Ok(credentials)
     }
+}
+
+/// Takes group and other permissions off a key file someone loosened.
+fn restrict_mode(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "credentials file was readable by others; setting mode 0600");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` atomically with mode 0600.
@@ -193,6 +207,18 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_loosened_key_file_is_made_private_again() {
+        let dir = tempfile::tempdir().unwrap();
+        Credentials::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(CREDENTIALS_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+
+        Credentials::load_or_create(dir.path()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

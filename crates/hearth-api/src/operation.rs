@@ -136,6 +136,7 @@ operations! {
         output: CreateMicrovmAuthTokenResponse,
         http: "POST" 200 "/2025-09-09/microvms/{microvmIdentifier}/auth-token",
     }
+
     /// Creates an image and builds its first version.
     CreateMicrovmImage {
         call: create_microvm_image,
@@ -143,6 +144,7 @@ operations! {
         output: CreateMicrovmImageResponse,
         http: "POST" 201 "/2025-09-09/microvm-images",
     }
+
     /// Creates a token for a microVM's shell.
     CreateMicrovmShellAuthToken {
         call: create_microvm_shell_auth_token,
@@ -150,6 +152,7 @@ operations! {
         output: CreateMicrovmShellAuthTokenResponse,
         http: "POST" 200 "/2025-09-09/microvms/{microvmIdentifier}/shell-auth-token",
     }
+
     /// Deletes an image.
     DeleteMicrovmImage {
         call: delete_microvm_image,
@@ -157,6 +160,7 @@ operations! {
         output: DeleteMicrovmImageOutput,
         http: "DELETE" 200 "/2025-09-09/microvm-images/{imageIdentifier}",
     }
+
     /// Deletes an image version.
     DeleteMicrovmImageVersion {
         call: delete_microvm_image_version,
@@ -164,6 +168,7 @@ operations! {
         output: DeleteMicrovmImageVersionOutput,
         http: "DELETE" 200 "/2025-09-09/microvm-images/{imageIdentifier}/versions/{imageVersion}",
     }
+
     /// Describes a microVM.
     GetMicrovm {
         call: get_microvm,
@@ -171,6 +176,7 @@ operations! {
         output: GetMicrovmResponse,
         http: "GET" 200 "/2025-09-09/microvms/{microvmIdentifier}",
     }
+
     /// Describes an image.
     GetMicrovmImage {
         call: get_microvm_image,
@@ -178,6 +184,7 @@ operations! {
         output: GetMicrovmImageOutput,
         http: "GET" 200 "/2025-09-09/microvm-images/{imageIdentifier}",
     }
+
     /// Describes a build.
     GetMicrovmImageBuild {
         call: get_microvm_image_build,
@@ -185,6 +192,7 @@ operations! {
         output: GetMicrovmImageBuildOutput,
         http: "GET" 200 "/2025-09-09/microvm-images/{imageIdentifier}/versions/{imageVersion}/builds/{buildId}",
     }
+
     /// Describes an image version.
     GetMicrovmImageVersion {
         call: get_microvm_image_version,
@@ -192,6 +200,7 @@ operations! {
         output: GetMicrovmImageVersionOutput,
         http: "GET" 200 "/2025-09-09/microvm-images/{imageIdentifier}/versions/{imageVersion}",
     }
+
     /// Lists a managed base image's versions.
     ListManagedMicrovmImageVersions {
         call: list_managed_microvm_image_versions,
@@ -199,6 +208,7 @@ operations! {
         output: ListManagedMicrovmImageVersionsOutput,
         http: "GET" 200 "/2025-09-09/managed-microvm-images/{imageIdentifier}/versions",
     }
+
     /// Lists the managed base images.
     ListManagedMicrovmImages {
         call: list_managed_microvm_images,
@@ -206,6 +216,7 @@ operations! {
         output: ListManagedMicrovmImagesOutput,
         http: "GET" 200 "/2025-09-09/managed-microvm-images",
     }
+
     /// Lists a version's builds.
     ListMicrovmImageBuilds {
         call: list_microvm_image_builds,
@@ -213,6 +224,7 @@ operations! {
         output: ListMicrovmImageBuildsOutput,
         http: "GET" 200 "/2025-09-09/microvm-images/{imageIdentifier}/versions/{imageVersion}/builds",
     }
+
     /// Lists an image's versions.
     ListMicrovmImageVersions {
         call: list_microvm_image_versions,
@@ -220,6 +232,7 @@ operations! {
         output: ListMicrovmImageVersionsOutput,
         http: "GET" 200 "/2025-09-09/microvm-images/{imageIdentifier}/versions",
     }
+
     /// Lists the images.
     ListMicrovmImages {
         call: list_microvm_images,
@@ -227,6 +240,7 @@ operations! {
         output: ListMicrovmImagesResponse,
         http: "GET" 200 "/2025-09-09/microvm-images",
     }
+
     /// Lists the microVMs.
     ListMicrovms {
         call: list_microvms,
@@ -234,6 +248,7 @@ operations! {
         output: ListMicrovmsResponse,
         http: "GET" 200 "/2025-09-09/microvms",
     }
+
     /// Lists a resource's tags.
     ListTags {
         call: list_tags,
@@ -241,6 +256,7 @@ operations! {
         output: ListTagsResponse,
         http: "GET" 200 "/2017-03-31/tags/{Resource}",
     }
+
     /// Resumes a suspended microVM.
     ResumeMicrovm {
         call: resume_microvm,
@@ -248,6 +264,7 @@ operations! {
         output: ResumeMicrovmResponse,
         http: "POST" 200 "/2025-09-09/microvms/{microvmIdentifier}/resume",
     }
+
     /// Runs a microVM.
     RunMicrovm {
         call: run_microvm,
@@ -255,6 +272,7 @@ operations! {
         output: RunMicrovmResponse,
         http: "POST" 200 "/2025-09-09/microvms",
     }
+
     /// Suspends a running microVM.
     SuspendMicrovm {
         call: suspend_microvm,
@@ -262,6 +280,7 @@ operations! {
         output: SuspendMicrovmResponse,
         http: "POST" 200 "/2025-09-09/microvms/{microvmIdentifier}/suspend",
     }
+
     /// Tags a resource.
     TagResource {
         call: tag_resource,
@@ -269,6 +288,7 @@ operations! {
         output: (),
         http: "POST" 204 "/2017-03-31/tags/{Resource}",
     }
+
     /// Terminates a microVM.
     TerminateMicrovm {
         call: terminate_microvm,
@@ -276,6 +296,7 @@ operations! {
         output: TerminateMicrovmResponse,
         http: "DELETE" 200 "/2025-09-09/microvms/{microvmIdentifier}",
     }
+
     /// Removes tags from a resource.
     UntagResource {
         call: untag_resource,
@@ -283,6 +304,7 @@ operations! {
         output: (),
         http: "DELETE" 204 "/2017-03-31/tags/{Resource}",
     }
+
     /// Builds a new version of an image.
     UpdateMicrovmImage {
         call: update_microvm_image,
@@ -290,6 +312,7 @@ operations! {
         output: UpdateMicrovmImageResponse,
         http: "PUT" 200 "/2025-09-09/microvm-images/{imageIdentifier}",
     }
+
     /// Activates or deactivates an image version.
     UpdateMicrovmImageVersion {
         call: update_microvm_image_version,

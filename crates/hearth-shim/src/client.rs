@@ -60,15 +60,22 @@ impl ShimClient {
     ///
     /// Fails with [`ClientError::NotRunning`] when no shim answers.
     pub async fn connect_socket(socket: &Path, id: &str) -> Result<ShimClient, ClientError> {
-        let not_running =
-            |reason: String| ClientError::NotRunning { id: id.to_owned(), reason };
-        let io = UnixStream::connect(socket).await.map_err(|err| not_running(err.to_string()))?;
+        let not_running = |reason: String| ClientError::NotRunning {
+            id: id.to_owned(),
+            reason,
+        };
+        let io = UnixStream::connect(socket)
+            .await
+            .map_err(|err| not_running(err.to_string()))?;
         let (read, mut write) = io.into_split();
         let mut reader = FrameReader::new(read);
-        tokio::time::timeout(Duration::from_secs(10), handshake_host(&mut reader, &mut write))
-            .await
-            .map_err(|_| not_running("the shim did not answer".to_owned()))?
-            .map_err(|err| not_running(err.to_string()))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            handshake_host(&mut reader, &mut write),
+        )
+        .await
+        .map_err(|_| not_running("the shim did not answer".to_owned()))?
+        .map_err(|err| not_running(err.to_string()))?;
         let (session, _tasks) = Session::start(Role::Host, reader, write);
         Ok(ShimClient { session })
     }
@@ -107,7 +114,10 @@ impl ShimClient {
     ///
     /// Fails when the snapshot could not be taken; the VM then keeps running.
     pub async fn snapshot(&self, path: &Path, stop: bool) -> Result<SnapshotResult, ClientError> {
-        let request = ShimRequest::Snapshot { path: path.to_owned(), stop };
+        let request = ShimRequest::Snapshot {
+            path: path.to_owned(),
+            stop,
+        };
         let value = self.call(&request).await?;
         serde_json::from_value(value).map_err(|err| ClientError::Unexpected(err.to_string()))
     }
@@ -172,7 +182,10 @@ impl ShimClient {
         mode: Option<u32>,
         data: &mut R,
     ) -> Result<(), ClientError> {
-        let request = Request::WriteFile { path: path.to_owned(), mode };
+        let request = Request::WriteFile {
+            path: path.to_owned(),
+            mode,
+        };
         let (tx, mut rx) = self.agent(request)?.split();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -196,7 +209,11 @@ impl ShimClient {
         path: &str,
         out: &mut W,
     ) -> Result<(), ClientError> {
-        let (_tx, mut rx) = self.agent(Request::ReadFile { path: path.to_owned() })?.split();
+        let (_tx, mut rx) = self
+            .agent(Request::ReadFile {
+                path: path.to_owned(),
+            })?
+            .split();
         loop {
             match rx.recv().await {
                 Event::Data { bytes, .. } => out.write_all(&bytes).await?,
@@ -205,7 +222,9 @@ impl ShimClient {
                     out.flush().await?;
                     return Ok(());
                 }
-                Event::Control(Control::Error { message }) => return Err(ClientError::Refused(message)),
+                Event::Control(Control::Error { message }) => {
+                    return Err(ClientError::Refused(message))
+                }
                 Event::Control(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
                 Event::Closed { reason } => return Err(closed(reason)),
             }
@@ -239,7 +258,9 @@ pub async fn expect_ok(rx: &mut StreamReceiver) -> Result<serde_json::Value, Cli
     loop {
         match rx.recv().await {
             Event::Control(Control::Ok { value }) => return Ok(value),
-            Event::Control(Control::Error { message }) => return Err(ClientError::Refused(message)),
+            Event::Control(Control::Error { message }) => {
+                return Err(ClientError::Refused(message))
+            }
             Event::Closed { reason } => return Err(closed(reason)),
             _ => {}
         }
@@ -258,7 +279,10 @@ where
     let mut exit = None;
     loop {
         match rx.recv().await {
-            Event::Data { chan: CHAN_STDERR, bytes } => {
+            Event::Data {
+                chan: CHAN_STDERR,
+                bytes,
+            } => {
                 stderr.write_all(&bytes).await?;
                 stderr.flush().await?;
             }
@@ -268,7 +292,9 @@ where
             }
             Event::Eof { .. } => {}
             Event::Control(Control::Exit(status)) => exit = Some(status),
-            Event::Control(Control::Error { message }) => return Err(ClientError::Refused(message)),
+            Event::Control(Control::Error { message }) => {
+                return Err(ClientError::Refused(message))
+            }
             Event::Control(_) => {}
             Event::Closed { reason } => {
                 return match (exit, reason) {

@@ -158,8 +158,13 @@ pub async fn boot(host: &Host, spec: BootSpec) -> Result<VmDir, LaunchError> {
 /// Fails when the snapshot is damaged or was taken by an incompatible QEMU,
 /// or when the VM does not start.
 pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError> {
-    let snap_err = |source| LaunchError::Snapshot { path: snapshot.to_owned(), source };
-    let opened = hearth_vmm::Snapshot::open_async(snapshot).await.map_err(snap_err)?;
+    let snap_err = |source| LaunchError::Snapshot {
+        path: snapshot.to_owned(),
+        source,
+    };
+    let opened = hearth_vmm::Snapshot::open_async(snapshot)
+        .await
+        .map_err(snap_err)?;
     let meta = opened.meta();
 
     let id = new_id();
@@ -170,7 +175,11 @@ pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError>
     let source = snapshot.join("disk.qcow2");
     if let Err(err) = tokio::fs::copy(&source, dir.disk()).await {
         let _ = std::fs::remove_dir_all(dir.root());
-        return Err(LaunchError::Io { what: "copying", path: source, source: err });
+        return Err(LaunchError::Io {
+            what: "copying",
+            path: source,
+            source: err,
+        });
     }
 
     let snapshot = std::fs::canonicalize(snapshot).map_err(io_err("resolving", snapshot))?;
@@ -190,7 +199,8 @@ pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError>
 }
 
 async fn start(host: &Host, dir: &VmDir, config: &VmConfig) -> Result<(), LaunchError> {
-    dir.write_config(config).map_err(io_err("writing", &dir.config()))?;
+    dir.write_config(config)
+        .map_err(io_err("writing", &dir.config()))?;
     let log_path = dir.shim_log();
     let log = std::fs::File::create(&log_path).map_err(io_err("creating", &log_path))?;
     let log_err = log.try_clone().map_err(io_err("opening", &log_path))?;
@@ -205,7 +215,9 @@ async fn start(host: &Host, dir: &VmDir, config: &VmConfig) -> Result<(), Launch
         .stdout(log)
         .stderr(log_err);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command.spawn().map_err(io_err("starting the shim", &host.exe))?;
+    let child = command
+        .spawn()
+        .map_err(io_err("starting the shim", &host.exe))?;
 
     // Reap the shim if it exits while this process still runs.
     std::thread::spawn(move || {
@@ -241,5 +253,9 @@ pub async fn wait_ready(dir: &VmDir, timeout: Duration) -> Result<(), LaunchErro
 }
 
 fn failed(dir: &VmDir, reason: String) -> LaunchError {
-    LaunchError::Failed { id: dir.id(), reason, console: dir.console() }
+    LaunchError::Failed {
+        id: dir.id(),
+        reason,
+        console: dir.console(),
+    }
 }

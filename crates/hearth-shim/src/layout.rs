@@ -25,7 +25,9 @@ pub struct VmDir {
 impl VmDir {
     /// The directory of VM `id` under the data directory.
     pub fn new(data: &Path, id: &str) -> VmDir {
-        VmDir { root: data.join("vms").join(id) }
+        VmDir {
+            root: data.join("vms").join(id),
+        }
     }
 
     /// A VM directory at an explicit path.
@@ -40,7 +42,10 @@ impl VmDir {
 
     /// The VM's id (the directory's name).
     pub fn id(&self) -> String {
-        self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// `config.json`.
@@ -181,7 +186,10 @@ pub struct VmState {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let bytes = std::fs::read(path)?;
     serde_json::from_slice(&bytes).map_err(|err| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {err}", path.display()))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {err}", path.display()),
+        )
     })
 }
 

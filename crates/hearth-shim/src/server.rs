@@ -61,7 +61,10 @@ pub enum ShimError {
 }
 
 fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
-    move |source| ShimError::Dir { path: path.display().to_string(), source }
+    move |source| ShimError::Dir {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 type AgentTasks = SessionTasks<OwnedReadHalf, OwnedWriteHalf>;
@@ -83,7 +86,10 @@ struct Shim {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Runs the shim of the VM in `dir` until its VM has exited.
@@ -165,11 +171,16 @@ async fn start_vm(
     .await;
     tracing::info!(accel = choice.accel.as_str(), reason = %choice.reason, "accelerator chosen");
 
-    let mut machine = MachineConfig::new(&config.kernel, &config.initramfs, dir.root(), choice.accel);
+    let mut machine =
+        MachineConfig::new(&config.kernel, &config.initramfs, dir.root(), choice.accel);
     machine.vcpus = config.vcpus;
     machine.memory_mib = config.memory_mib;
     machine.console_log = dir.console();
-    machine.disks = vec![Disk { path: dir.disk(), format: DiskFormat::Qcow2, read_only: false }];
+    machine.disks = vec![Disk {
+        path: dir.disk(),
+        format: DiskFormat::Qcow2,
+        read_only: false,
+    }];
 
     let snapshot = match &config.restore_from {
         Some(path) => {
@@ -205,13 +216,19 @@ async fn start_vm(
 
 /// Connects to the agent's socket and completes the handshake, giving up when
 /// QEMU exits or the timeout passes.
-async fn connect_agent(socket: &Path, timeout: Duration, vm: &QemuVm) -> Result<AgentLink, ShimError> {
+async fn connect_agent(
+    socket: &Path,
+    timeout: Duration,
+    vm: &QemuVm,
+) -> Result<AgentLink, ShimError> {
     let deadline = Instant::now() + timeout;
     let io = loop {
         match UnixStream::connect(socket).await {
             Ok(io) => break io,
             Err(err) if Instant::now() >= deadline => {
-                return Err(ShimError::Agent(format!("cannot connect to the agent socket: {err}")))
+                return Err(ShimError::Agent(format!(
+                    "cannot connect to the agent socket: {err}"
+                )))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -236,7 +253,11 @@ async fn handshake(
     match answer {
         Ok(Ok(ack)) => tracing::info!(kernel = %ack.info.kernel_release, "agent answered"),
         Ok(Err(err)) => return Err(ShimError::Agent(error_chain(&err))),
-        Err(_) => return Err(ShimError::Agent("the agent did not answer in time".to_owned())),
+        Err(_) => {
+            return Err(ShimError::Agent(
+                "the agent did not answer in time".to_owned(),
+            ))
+        }
     }
     let (session, tasks) = Session::start(Role::Host, reader, writer);
     Ok(AgentLink { session, tasks })
@@ -244,22 +265,34 @@ async fn handshake(
 
 async fn identify(session: &Session, hostname: &str) -> Result<(), ShimError> {
     let entropy: [u8; 32] = rand::random();
-    let unix_time_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let unix_time_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let identity = Identity {
         entropy: base64::engine::general_purpose::STANDARD.encode(entropy),
         unix_time_ns,
         hostname: hostname.to_owned(),
     };
-    call_agent(session, &Request::Identity(identity)).await.map(drop)
+    call_agent(session, &Request::Identity(identity))
+        .await
+        .map(drop)
 }
 
 async fn start_app(session: &Session, app: &AppSpec) -> Result<(), ShimError> {
-    call_agent(session, &Request::StartApp(app.clone())).await.map(drop)
+    call_agent(session, &Request::StartApp(app.clone()))
+        .await
+        .map(drop)
 }
 
 async fn call_agent(session: &Session, request: &Request) -> Result<serde_json::Value, ShimError> {
-    let (_tx, mut rx) = session.open(request).map_err(|e| ShimError::Agent(e.to_string()))?.split();
-    expect_ok(&mut rx).await.map_err(|e| ShimError::Agent(error_chain(&e)))
+    let (_tx, mut rx) = session
+        .open(request)
+        .map_err(|e| ShimError::Agent(e.to_string()))?
+        .split();
+    expect_ok(&mut rx)
+        .await
+        .map_err(|e| ShimError::Agent(error_chain(&e)))
 }
 
 async fn serve(shim: Arc<Shim>, listener: UnixListener) {
@@ -296,11 +329,15 @@ async fn watch_exit(shim: Arc<Shim>) {
 async fn serve_client(shim: Arc<Shim>, io: UnixStream) {
     let (read, mut write) = io.into_split();
     let mut reader = FrameReader::new(read);
-    let Ok(Ok(hello)) = tokio::time::timeout(Duration::from_secs(10), wait_hello(&mut reader)).await
+    let Ok(Ok(hello)) =
+        tokio::time::timeout(Duration::from_secs(10), wait_hello(&mut reader)).await
     else {
         return;
     };
-    if answer_hello(&mut write, &hello, AgentInfo::default()).await.is_err() {
+    if answer_hello(&mut write, &hello, AgentInfo::default())
+        .await
+        .is_err()
+    {
         return;
     }
     let (session, _tasks) = Session::start(Role::Guest, reader, write);
@@ -311,7 +348,9 @@ async fn serve_client(shim: Arc<Shim>, io: UnixStream) {
             match serde_json::from_slice::<ShimRequest>(&payload) {
                 Ok(request) => handle(shim, request, tx, rx).await,
                 Err(err) => {
-                    let _ = tx.control(&Control::Error { message: format!("bad request: {err}") });
+                    let _ = tx.control(&Control::Error {
+                        message: format!("bad request: {err}"),
+                    });
                     tx.close(None);
                 }
             }
@@ -341,7 +380,12 @@ async fn handle(shim: Arc<Shim>, request: ShimRequest, tx: StreamSender, rx: Str
 
 /// Relays one client stream to a new agent stream, both ways, until both
 /// ends are done. When the VM exits, the client learns why.
-async fn relay(shim: Arc<Shim>, request: Request, client_tx: StreamSender, mut client_rx: StreamReceiver) {
+async fn relay(
+    shim: Arc<Shim>,
+    request: Request,
+    client_tx: StreamSender,
+    mut client_rx: StreamReceiver,
+) {
     let opened = {
         let agent = shim.agent.read().await;
         match agent.as_ref() {
@@ -435,8 +479,11 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
     let mut agent = shim.agent.write().await;
     let link = agent.take().ok_or_else(|| exit_reason(shim))?;
     set_status(shim, VmStatus::Snapshotting).await;
-    if let Err(err) =
-        tokio::time::timeout(FREEZE_TIMEOUT, link.session.freeze("the VM is being snapshotted")).await
+    if let Err(err) = tokio::time::timeout(
+        FREEZE_TIMEOUT,
+        link.session.freeze("the VM is being snapshotted"),
+    )
+    .await
     {
         tracing::warn!(%err, "agent did not acknowledge the freeze");
     }
@@ -461,7 +508,12 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
     }
 
     let (memory_bytes, disk_bytes) = taken?;
-    Ok(SnapshotResult { memory_bytes, disk_bytes, paused_ms, total_ms: begun.elapsed().as_millis() as u64 })
+    Ok(SnapshotResult {
+        memory_bytes,
+        disk_bytes,
+        paused_ms,
+        total_ms: begun.elapsed().as_millis() as u64,
+    })
 }
 
 async fn take_snapshot(shim: &Shim, path: &Path) -> Result<(u64, u64), String> {
@@ -490,9 +542,15 @@ async fn stop_vm(shim: &Shim) -> Result<(), String> {
             let _ = tokio::time::timeout(Duration::from_secs(2), expect_ok(&mut rx)).await;
         }
     }
-    if tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some))
+        .await
+        .is_err()
+    {
         let _ = shim.vm.quit().await;
-        if tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some)).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, exited.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
             shim.vm.kill().await;
             let _ = exited.wait_for(Option::is_some).await;
         }

@@ -13,7 +13,9 @@ pub fn data_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/hearth");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/hearth")
 }
 
@@ -40,7 +42,10 @@ pub fn assets_dir() -> PathBuf {
 /// Fails, naming the missing file, when the assets were not built.
 pub fn assets() -> Result<Assets> {
     let dir = assets_dir();
-    let assets = Assets { kernel: dir.join("vmlinuz"), initramfs: dir.join("initramfs.cpio.gz") };
+    let assets = Assets {
+        kernel: dir.join("vmlinuz"),
+        initramfs: dir.join("initramfs.cpio.gz"),
+    };
     for file in [&assets.kernel, &assets.initramfs] {
         if !file.is_file() {
             bail!(

@@ -9,11 +9,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Hearth;
 
-const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
+/// An app that counts in memory and publishes the count atomically.
+const COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/count; sleep 0.1; done";
 
 fn count(hearth: &Hearth, id: &str) -> u64 {
     let out = hearth.sh(id, "cat /tmp/count");
-    out.trim().parse().unwrap_or_else(|_| panic!("counter in {id} is {out:?}"))
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("counter in {id} is {out:?}"))
+}
+
+/// The counter once the app has written it.
+fn started_count(hearth: &Hearth, id: &str) -> u64 {
+    hearth.wait_for("the counter", Duration::from_secs(30), || {
+        let (code, out, _) = hearth.exec(id, &["cat", "/tmp/count"]);
+        if code == 0 {
+            out.trim().parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {
@@ -59,7 +75,15 @@ fn busybox_vm_runs_commands_through_its_agent() {
         .map(|i| {
             hearth
                 .cmd()
-                .args(["vm", "exec", &id, "--", "sh", "-c", &format!("sleep 0.2; echo exec-{i}")])
+                .args([
+                    "vm",
+                    "exec",
+                    &id,
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!("sleep 0.2; echo exec-{i}"),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -89,17 +113,35 @@ fn files_round_trip_and_tunnels_reach_guest_ports() {
     let local = hearth.path("payload.bin");
     let data = random_bytes(300 * 1024);
     std::fs::write(&local, &data).expect("write payload");
-    hearth.ok(&["vm", "cp", local.to_str().expect("path"), &format!("{id}:/root/payload.bin")]);
+    hearth.ok(&[
+        "vm",
+        "cp",
+        local.to_str().expect("path"),
+        &format!("{id}:/root/payload.bin"),
+    ]);
     let back = hearth.path("back.bin");
-    hearth.ok(&["vm", "cp", &format!("{id}:/root/payload.bin"), back.to_str().expect("path")]);
-    assert!(std::fs::read(&back).expect("read back") == data, "file changed in the round trip");
+    hearth.ok(&[
+        "vm",
+        "cp",
+        &format!("{id}:/root/payload.bin"),
+        back.to_str().expect("path"),
+    ]);
+    assert!(
+        std::fs::read(&back).expect("read back") == data,
+        "file changed in the round trip"
+    );
     let sum = hearth.sh(&id, "md5sum /root/payload.bin");
-    assert!(sum.starts_with(&format!("{:x}", md5_of(&data))), "guest md5 {sum}");
+    assert!(
+        sum.starts_with(&format!("{:x}", md5_of(&data))),
+        "guest md5 {sum}"
+    );
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let dir = hearth_shim::VmDir::at(hearth.vm_dir(&id));
-        let client = hearth_shim::ShimClient::connect(&dir).await.expect("connect");
+        let client = hearth_shim::ShimClient::connect(&dir)
+            .await
+            .expect("connect");
 
         // The echo server may need a moment to listen.
         let stream = loop {
@@ -109,7 +151,9 @@ fn files_round_trip_and_tunnels_reach_guest_ports() {
             }
         };
         let (tx, mut rx) = stream.split();
-        tx.data(0, b"ping through the tunnel\n").await.expect("send");
+        tx.data(0, b"ping through the tunnel\n")
+            .await
+            .expect("send");
         let mut got = Vec::new();
         while !got.ends_with(b"\n") {
             match rx.recv().await {
@@ -148,10 +192,15 @@ fn interactive_shell_over_a_pty() {
     runtime.block_on(async {
         use hearth_protocol::{Control, Event, ExecSpec, Request, TtySize};
         let dir = hearth_shim::VmDir::at(hearth.vm_dir(&id));
-        let client = hearth_shim::ShimClient::connect(&dir).await.expect("connect");
+        let client = hearth_shim::ShimClient::connect(&dir)
+            .await
+            .expect("connect");
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-i".into()],
-            tty: Some(TtySize { rows: 30, cols: 100 }),
+            tty: Some(TtySize {
+                rows: 30,
+                cols: 100,
+            }),
             ..ExecSpec::default()
         };
         let (tx, mut rx) = client.agent(Request::Exec(spec)).expect("open").split();
@@ -162,7 +211,10 @@ fn interactive_shell_over_a_pty() {
             let deadline = Instant::now() + Duration::from_secs(30);
             while !screen.contains(needle) {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, rx.recv()).await.expect("output in time") {
+                match tokio::time::timeout(left, rx.recv())
+                    .await
+                    .expect("output in time")
+                {
                     Event::Data { bytes, .. } => screen.push_str(&String::from_utf8_lossy(&bytes)),
                     Event::Control(Control::Exit(status)) => exit = Some(status),
                     Event::Closed { .. } => break,
@@ -176,7 +228,11 @@ fn interactive_shell_over_a_pty() {
         read_until(&mut screen, "pty-42").await;
         tx.data(0, b"stty size\n").await.expect("type");
         read_until(&mut screen, "30 100").await;
-        tx.control(&Control::Resize(TtySize { rows: 40, cols: 120 })).expect("resize");
+        tx.control(&Control::Resize(TtySize {
+            rows: 40,
+            cols: 120,
+        }))
+        .expect("resize");
         tx.data(0, b"stty size\n").await.expect("type");
         read_until(&mut screen, "40 120").await;
         tx.data(0, b"exit 7\n").await.expect("type");
@@ -189,34 +245,63 @@ fn interactive_shell_over_a_pty() {
 fn restored_vms_continue_with_their_own_randomness_and_the_hosts_clock() {
     let hearth = Hearth::new();
     let id = hearth.boot(Some(COUNTER));
-    hearth.wait_for("the counter", Duration::from_secs(30), || (count(&hearth, &id) >= 5).then_some(()));
+    hearth.wait_for("the counter", Duration::from_secs(30), || {
+        (started_count(&hearth, &id) >= 5).then_some(())
+    });
 
     let snap = hearth.path("snap");
     let before = count(&hearth, &id);
-    hearth.ok(&["vm", "snapshot", &id, snap.to_str().expect("path"), "--stop"]);
+    hearth.ok(&[
+        "vm",
+        "snapshot",
+        &id,
+        snap.to_str().expect("path"),
+        "--stop",
+    ]);
     let stopped = hearth.state(&id);
     assert_eq!(stopped["status"], "exited", "{stopped}");
 
-    let a = hearth.ok(&["vm", "restore", snap.to_str().expect("path")]).trim().to_owned();
-    let b = hearth.ok(&["vm", "restore", snap.to_str().expect("path")]).trim().to_owned();
+    let a = hearth
+        .ok(&["vm", "restore", snap.to_str().expect("path")])
+        .trim()
+        .to_owned();
+    let b = hearth
+        .ok(&["vm", "restore", snap.to_str().expect("path")])
+        .trim()
+        .to_owned();
     assert_ne!(a, b);
 
     for vm in [&a, &b] {
         let first = count(&hearth, vm);
-        assert!(first >= before, "{vm} restarted its count: {first} < {before}");
-        assert!(first < before + 100, "{vm} did not continue from the snapshot: {first}");
+        assert!(
+            first >= before,
+            "{vm} restarted its count: {first} < {before}"
+        );
+        assert!(
+            first < before + 100,
+            "{vm} did not continue from the snapshot: {first}"
+        );
         hearth.wait_for("the count to move", Duration::from_secs(20), || {
             (count(&hearth, vm) > first).then_some(())
         });
 
         let guest: u64 = hearth.sh(vm, "date +%s").trim().parse().expect("date");
-        let host = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
-        assert!(guest.abs_diff(host) <= 2, "{vm} clock {guest} vs host {host}");
+        let host = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        assert!(
+            guest.abs_diff(host) <= 2,
+            "{vm} clock {guest} vs host {host}"
+        );
     }
 
     let random_a = hearth.sh(&a, "head -c 32 /dev/urandom | od -An -tx1");
     let random_b = hearth.sh(&b, "head -c 32 /dev/urandom | od -An -tx1");
-    assert_ne!(random_a, random_b, "two restored VMs read the same random bytes");
+    assert_ne!(
+        random_a, random_b,
+        "two restored VMs read the same random bytes"
+    );
 }
 
 #[test]
@@ -224,18 +309,30 @@ fn twenty_snapshot_restore_cycles_keep_memory_and_disk() {
     let hearth = Hearth::new();
     let mut id = hearth.boot(Some(COUNTER));
     hearth.sh(&id, "echo 'kept across cycles' > /root/note");
-    let mut last = 0;
+    let mut last = started_count(&hearth, &id);
 
     for cycle in 0..20 {
         let snap = hearth.path(&format!("snap-{cycle}"));
-        hearth.ok(&["vm", "snapshot", &id, snap.to_str().expect("path"), "--stop"]);
-        let next = hearth.ok(&["vm", "restore", snap.to_str().expect("path")]).trim().to_owned();
+        hearth.ok(&[
+            "vm",
+            "snapshot",
+            &id,
+            snap.to_str().expect("path"),
+            "--stop",
+        ]);
+        let next = hearth
+            .ok(&["vm", "restore", snap.to_str().expect("path")])
+            .trim()
+            .to_owned();
         hearth.ok(&["vm", "rm", &id]);
         std::fs::remove_dir_all(&snap).expect("remove snapshot");
         id = next;
 
         let now = count(&hearth, &id);
-        assert!(now >= last, "cycle {cycle}: count went back from {last} to {now}");
+        assert!(
+            now >= last,
+            "cycle {cycle}: count went back from {last} to {now}"
+        );
         last = now;
     }
     assert_eq!(hearth.sh(&id, "cat /root/note"), "kept across cycles\n");
@@ -248,6 +345,7 @@ fn twenty_snapshot_restore_cycles_keep_memory_and_disk() {
 fn a_snapshot_taken_while_running_lets_the_vm_continue() {
     let hearth = Hearth::new();
     let id = hearth.boot(Some(COUNTER));
+    started_count(&hearth, &id);
     let snap = hearth.path("live");
     hearth.ok(&["vm", "snapshot", &id, snap.to_str().expect("path")]);
 
@@ -263,13 +361,24 @@ fn damaged_snapshots_are_refused() {
     let hearth = Hearth::new();
     let id = hearth.boot(None);
     let snap = hearth.path("snap");
-    hearth.ok(&["vm", "snapshot", &id, snap.to_str().expect("path"), "--stop"]);
+    hearth.ok(&[
+        "vm",
+        "snapshot",
+        &id,
+        snap.to_str().expect("path"),
+        "--stop",
+    ]);
 
     let truncated = hearth.path("truncated");
     copy_dir(&snap, &truncated);
     let memory = truncated.join("memory");
     let len = std::fs::metadata(&memory).expect("memory").len();
-    std::fs::OpenOptions::new().write(true).open(&memory).expect("open").set_len(len / 2).expect("truncate");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&memory)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
 
     let flipped = hearth.path("flipped");
     copy_dir(&snap, &flipped);
@@ -279,11 +388,23 @@ fn damaged_snapshots_are_refused() {
     bytes[middle] ^= 0xff;
     std::fs::write(&memory, bytes).expect("write");
 
-    for (damaged, expect) in [(&truncated, "memory"), (&flipped, "memory"), (&hearth.path("none"), "snapshot")] {
+    for (damaged, expect) in [
+        (&truncated, "memory"),
+        (&flipped, "memory"),
+        (&hearth.path("none"), "snapshot"),
+    ] {
         let out = hearth.run(&["vm", "restore", damaged.to_str().expect("path")]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "restoring {} succeeded", damaged.display());
-        assert!(err.contains(expect), "error for {}: {err}", damaged.display());
+        assert!(
+            !out.status.success(),
+            "restoring {} succeeded",
+            damaged.display()
+        );
+        assert!(
+            err.contains(expect),
+            "error for {}: {err}",
+            damaged.display()
+        );
     }
 
     // Nothing was left behind by the refusals.
@@ -312,27 +433,40 @@ fn a_killed_qemu_is_the_vms_exit_not_a_hang() {
     std::thread::sleep(Duration::from_secs(1));
 
     let qemu = hearth.state(&id)["qemu_pid"].as_u64().expect("qemu pid");
-    Command::new("kill").args(["-9", &qemu.to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args(["-9", &qemu.to_string()])
+        .status()
+        .expect("kill");
 
     let started = Instant::now();
     let status = loop {
         if let Some(status) = sleeper.try_wait().expect("wait") {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "exec hung after QEMU was killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "exec hung after QEMU was killed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!status.success());
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut sleeper.stderr.take().expect("stderr"), &mut err).expect("stderr");
-    assert!(err.contains("signal 9") || err.contains("killed"), "exec said: {err}");
+    std::io::Read::read_to_string(&mut sleeper.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("signal 9") || err.contains("killed"),
+        "exec said: {err}"
+    );
 
     let state = hearth.wait_for("the exit to be recorded", Duration::from_secs(10), || {
         let state = hearth.state(&id);
         (state["status"] == "exited").then_some(state)
     });
     let reason = state["exit"].as_str().unwrap_or_default().to_owned();
-    assert!(reason.contains("signal 9") || reason.contains("killed"), "recorded exit: {reason}");
+    assert!(
+        reason.contains("signal 9") || reason.contains("killed"),
+        "recorded exit: {reason}"
+    );
 
     let (code, _, err) = hearth.exec(&id, &["true"]);
     assert_ne!(code, 0);
@@ -349,7 +483,12 @@ fn errors_name_their_cause() {
     let out = hearth
         .cmd()
         .env("HEARTH_ASSETS", hearth.path("nowhere"))
-        .args(["vm", "boot", "--rootfs", hearth.rootfs.to_str().expect("path")])
+        .args([
+            "vm",
+            "boot",
+            "--rootfs",
+            hearth.rootfs.to_str().expect("path"),
+        ])
         .output()
         .expect("boot");
     assert!(!out.status.success());
@@ -365,12 +504,18 @@ fn the_accelerator_probe_picks_one_in_bounded_time() {
     let hearth = Hearth::probing();
     let started = Instant::now();
     let id = hearth.boot(None);
-    let accel = hearth.state(&id)["accel"].as_str().expect("accel").to_owned();
+    let accel = hearth.state(&id)["accel"]
+        .as_str()
+        .expect("accel")
+        .to_owned();
     assert!(accel == "tcg" || accel == "kvm", "accel {accel}");
 
     // The answer must actually run a guest, and is cached for the next VM.
     let (code, _, _) = hearth.exec(&id, &["true"]);
     assert_eq!(code, 0);
-    assert!(hearth.path("accel.json").is_file(), "the probe's answer was not cached");
+    assert!(
+        hearth.path("accel.json").is_file(),
+        "the probe's answer was not cached"
+    );
     assert!(started.elapsed() < Duration::from_secs(120));
 }

@@ -33,7 +33,11 @@ pub enum BenchCommand {
 /// Runs a benchmark.
 pub async fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
-        BenchCommand::Vm { rootfs, runs, memory } => vm(rootfs, runs.max(1), memory).await,
+        BenchCommand::Vm {
+            rootfs,
+            runs,
+            memory,
+        } => vm(rootfs, runs.max(1), memory).await,
     }
 }
 
@@ -66,7 +70,10 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
 
         let snap = scratch.path().join(format!("snap-{i}"));
         let started = Instant::now();
-        let taken = ShimClient::connect(&dir).await?.snapshot(&snap, true).await?;
+        let taken = ShimClient::connect(&dir)
+            .await?
+            .snapshot(&snap, true)
+            .await?;
         let snapshot = started.elapsed();
         let _ = std::fs::remove_dir_all(dir.root());
 
@@ -94,17 +101,32 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
         });
     }
 
-    let ms = |f: fn(&Run) -> Duration| median(results.iter().map(|r| f(r).as_secs_f64() * 1e3).collect());
-    let mib = |f: fn(&Run) -> u64| median(results.iter().map(|r| f(r) as f64 / 1048576.0).collect());
+    let ms = |f: fn(&Run) -> Duration| {
+        median(results.iter().map(|r| f(r).as_secs_f64() * 1e3).collect())
+    };
+    let mib =
+        |f: fn(&Run) -> u64| median(results.iter().map(|r| f(r) as f64 / 1048576.0).collect());
     let ratio = median(
-        results.iter().map(|r| r.restore.as_secs_f64() / r.boot.as_secs_f64()).collect(),
+        results
+            .iter()
+            .map(|r| r.restore.as_secs_f64() / r.boot.as_secs_f64())
+            .collect(),
     );
     println!("hearth bench vm: {runs} runs, {memory} MiB guest, medians");
     println!("  cold boot to agent-ready   {:>8.0} ms", ms(|r| r.boot));
-    println!("  snapshot (total)           {:>8.0} ms", ms(|r| r.snapshot));
+    println!(
+        "  snapshot (total)           {:>8.0} ms",
+        ms(|r| r.snapshot)
+    );
     println!("  snapshot (VM paused)       {:>8.0} ms", ms(|r| r.paused));
-    println!("  snapshot memory            {:>8.1} MiB", mib(|r| r.memory_bytes));
-    println!("  snapshot disk              {:>8.1} MiB", mib(|r| r.disk_bytes));
+    println!(
+        "  snapshot memory            {:>8.1} MiB",
+        mib(|r| r.memory_bytes)
+    );
+    println!(
+        "  snapshot disk              {:>8.1} MiB",
+        mib(|r| r.disk_bytes)
+    );
     println!("  restore to agent-ready     {:>8.0} ms", ms(|r| r.restore));
     println!("  restore / cold boot        {:>8.2}", ratio);
     Ok(ExitCode::SUCCESS)

@@ -229,7 +229,10 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
 async fn snapshot(id: &str, file: &std::path::Path, stop: bool) -> Result<ExitCode> {
     let client = connect(id).await?;
     let path = absolute(file)?;
-    let result = client.snapshot(&path, stop).await.context("snapshot failed")?;
+    let result = client
+        .snapshot(&path, stop)
+        .await
+        .context("snapshot failed")?;
     eprintln!(
         "snapshot {}: memory {:.1} MiB, disk {:.1} MiB, paused {} ms, total {} ms",
         path.display(),
@@ -245,7 +248,9 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf> {
     Ok(if path.is_absolute() {
         path.to_owned()
     } else {
-        std::env::current_dir().context("current directory")?.join(path)
+        std::env::current_dir()
+            .context("current directory")?
+            .join(path)
     })
 }
 
@@ -282,7 +287,10 @@ async fn ls(json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:<12} {:<5} {:>5} {:>7}  EXIT", "ID", "STATUS", "ACCEL", "VCPUS", "MEMORY");
+    println!(
+        "{:<16} {:<12} {:<5} {:>5} {:>7}  EXIT",
+        "ID", "STATUS", "ACCEL", "VCPUS", "MEMORY"
+    );
     for (config, state) in rows {
         println!(
             "{:<16} {:<12} {:<5} {:>5} {:>5}Mi  {}",
@@ -314,7 +322,10 @@ async fn console(id: &str, follow: bool) -> Result<ExitCode> {
             out.flush()?;
             offset = bytes.len();
         }
-        let running = dir.read_state().map(|s| s.status != VmStatus::Exited).unwrap_or(false);
+        let running = dir
+            .read_state()
+            .map(|s| s.status != VmStatus::Exited)
+            .unwrap_or(false);
         if !follow || !running {
             return Ok(ExitCode::SUCCESS);
         }
@@ -331,7 +342,10 @@ async fn logs(id: &str, follow: bool) -> Result<ExitCode> {
     use tokio::io::AsyncWriteExt;
     loop {
         match rx.recv().await {
-            hearth_protocol::Event::Data { chan: hearth_protocol::CHAN_STDERR, bytes } => {
+            hearth_protocol::Event::Data {
+                chan: hearth_protocol::CHAN_STDERR,
+                bytes,
+            } => {
                 stderr.write_all(&bytes).await?;
             }
             hearth_protocol::Event::Data { bytes, .. } => stdout.write_all(&bytes).await?,
@@ -356,13 +370,20 @@ async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
     match (remote(src), remote(dst)) {
         (None, Some((id, path))) => {
             let client = connect(id).await?;
-            let mut file = tokio::fs::File::open(src).await.with_context(|| format!("opening {src}"))?;
-            let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().await?.permissions());
-            client.write_file(path, Some(mode & 0o7777), &mut file).await?;
+            let mut file = tokio::fs::File::open(src)
+                .await
+                .with_context(|| format!("opening {src}"))?;
+            let mode =
+                std::os::unix::fs::PermissionsExt::mode(&file.metadata().await?.permissions());
+            client
+                .write_file(path, Some(mode & 0o7777), &mut file)
+                .await?;
         }
         (Some((id, path)), None) => {
             let client = connect(id).await?;
-            let mut file = tokio::fs::File::create(dst).await.with_context(|| format!("creating {dst}"))?;
+            let mut file = tokio::fs::File::create(dst)
+                .await
+                .with_context(|| format!("creating {dst}"))?;
             client.read_file(path, &mut file).await?;
         }
         _ => bail!("one side of cp must be ID:/absolute/path and the other a local path"),
@@ -374,14 +395,17 @@ async fn rm(ids: &[String]) -> Result<ExitCode> {
     for id in ids {
         let dir = vm_dir(id)?;
         let state = dir.read_state().ok();
-        let running = state.as_ref().is_some_and(|s| s.status != VmStatus::Exited && alive(s.shim_pid));
+        let running = state
+            .as_ref()
+            .is_some_and(|s| s.status != VmStatus::Exited && alive(s.shim_pid));
         if running {
             match ShimClient::connect(&dir).await {
                 Ok(client) => client.stop().await?,
                 Err(_) => kill_recorded(&dir),
             }
         }
-        std::fs::remove_dir_all(dir.root()).with_context(|| format!("removing {}", dir.root().display()))?;
+        std::fs::remove_dir_all(dir.root())
+            .with_context(|| format!("removing {}", dir.root().display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

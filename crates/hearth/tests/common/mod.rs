@@ -21,7 +21,9 @@ pub struct Hearth {
 
 fn env_path(name: &str) -> PathBuf {
     let value = std::env::var_os(name).unwrap_or_else(|| {
-        panic!("{name} is not set: run the tests with scripts/test.sh, which builds the guest assets")
+        panic!(
+            "{name} is not set: run the tests with scripts/test.sh, which builds the guest assets"
+        )
     });
     PathBuf::from(value)
 }
@@ -32,10 +34,26 @@ impl Hearth {
     pub fn new() -> Hearth {
         let assets = env_path("HEARTH_ASSETS");
         let rootfs = env_path("HEARTH_TEST_ROOTFS");
-        assert!(assets.join("vmlinuz").is_file(), "no guest kernel in {}", assets.display());
-        assert!(rootfs.join("bin/busybox").is_file(), "no busybox rootfs in {}", rootfs.display());
-        let data = tempfile::Builder::new().prefix("hearth-test-").tempdir().expect("temp dir");
-        Hearth { data, assets, rootfs, accel: Some("tcg") }
+        assert!(
+            assets.join("vmlinuz").is_file(),
+            "no guest kernel in {}",
+            assets.display()
+        );
+        assert!(
+            rootfs.join("bin/busybox").is_file(),
+            "no busybox rootfs in {}",
+            rootfs.display()
+        );
+        let data = tempfile::Builder::new()
+            .prefix("hearth-test-")
+            .tempdir()
+            .expect("temp dir");
+        Hearth {
+            data,
+            assets,
+            rootfs,
+            accel: Some("tcg"),
+        }
     }
 
     /// Like [`Hearth::new`], but the accelerator is probed.
@@ -48,7 +66,8 @@ impl Hearth {
     /// A `hearth` command in this data directory.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-        cmd.env("HEARTH_DATA", self.data.path()).env("HEARTH_ASSETS", &self.assets);
+        cmd.env("HEARTH_DATA", self.data.path())
+            .env("HEARTH_ASSETS", &self.assets);
         match self.accel {
             Some(accel) => cmd.env("HEARTH_ACCEL", accel),
             None => cmd.env_remove("HEARTH_ACCEL"),
@@ -77,7 +96,9 @@ impl Hearth {
     /// Boots a busybox VM running `cmd` (if any) and returns its id.
     pub fn boot(&self, cmd: Option<&str>) -> String {
         let rootfs = self.rootfs.to_str().expect("utf-8 path");
-        let mut args = vec!["vm", "boot", "--rootfs", rootfs, "--memory", "256", "--disk", "256"];
+        let mut args = vec![
+            "vm", "boot", "--rootfs", rootfs, "--memory", "256", "--disk", "256",
+        ];
         if let Some(cmd) = cmd {
             args.extend(["--cmd", cmd]);
         }
@@ -88,9 +109,18 @@ impl Hearth {
     pub fn exec(&self, id: &str, argv: &[&str]) -> (i32, String, String) {
         let mut args = vec!["vm", "exec", id, "--"];
         args.extend_from_slice(argv);
-        let out = self.cmd().args(&args).stdin(std::process::Stdio::null()).output().expect("exec");
+        let out = self
+            .cmd()
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("exec");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
     }
 
     /// The stdout of a command that must succeed in the VM.
@@ -115,11 +145,19 @@ impl Hearth {
     pub fn kernel_release(&self) -> String {
         let bytes = std::fs::read(self.assets.join("manifest.json")).expect("manifest");
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest json");
-        manifest["kernel_release"].as_str().expect("kernel_release").to_owned()
+        manifest["kernel_release"]
+            .as_str()
+            .expect("kernel_release")
+            .to_owned()
     }
 
     /// Waits until `check` returns Some, or panics after `timeout`.
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(value) = check() {
@@ -140,8 +178,13 @@ impl Drop for Hearth {
     fn drop(&mut self) {
         // Remove every VM this test booted, whatever state it is in.
         let vms = self.data.path().join("vms");
-        let Ok(entries) = std::fs::read_dir(&vms) else { return };
+        let Ok(entries) = std::fs::read_dir(&vms) else {
+            return;
+        };
         for entry in entries.flatten() {
+            if std::thread::panicking() {
+                print_logs(&entry.path());
+            }
             let id = entry.file_name().to_string_lossy().into_owned();
             let _ = self.cmd().args(["vm", "rm", &id]).output();
             kill_recorded(&entry.path());
@@ -151,11 +194,27 @@ impl Drop for Hearth {
 
 /// Kills the processes a VM's state records, if any are still alive.
 pub fn kill_recorded(dir: &Path) {
-    let Ok(bytes) = std::fs::read(dir.join("state.json")) else { return };
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
+    let Ok(bytes) = std::fs::read(dir.join("state.json")) else {
+        return;
+    };
+    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return;
+    };
     for key in ["qemu_pid", "shim_pid"] {
         if let Some(pid) = state[key].as_u64() {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+    }
+}
+
+/// Prints a VM's console and shim logs, for a failing test's output.
+fn print_logs(dir: &Path) {
+    for name in ["console.log", "shim.log", "state.json"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        eprintln!("--- {} ---", dir.join(name).display());
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
         }
     }
 }

@@ -84,7 +84,9 @@ pub async fn interactive(client: &ShimClient, spec: ExecSpec) -> Result<ExitStat
 
     let resize_tx = tx.clone();
     let resizes = tokio::spawn(async move {
-        let Ok(mut winch) = signal(SignalKind::window_change()) else { return };
+        let Ok(mut winch) = signal(SignalKind::window_change()) else {
+            return;
+        };
         while winch.recv().await.is_some() {
             if let Some(size) = size() {
                 let _ = resize_tx.control(&Control::Resize(size));

@@ -31,10 +31,14 @@ async fn main() -> Result<(), Error> {
         let (session, _tasks) = connect(&path).await?;
         call(&session, Request::Ping, None).await?;
         let cpu = ExecSpec {
-            argv: ["sh", "-c", "cut -d' ' -f14,15 /proc/1/stat; sleep 3; cut -d' ' -f14,15 /proc/1/stat"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            argv: [
+                "sh",
+                "-c",
+                "cut -d' ' -f14,15 /proc/1/stat; sleep 3; cut -d' ' -f14,15 /proc/1/stat",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             ..ExecSpec::default()
         };
         call(&session, Request::Exec(cpu), None).await?;

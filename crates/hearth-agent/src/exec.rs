@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 
-use crate::fdio::{self, FdWriter, Quirks};
+use crate::fdio::{self, FdWriter};
 use crate::inbound::{self, End};
 use crate::process::{Capabilities, LaunchError, Plan, Request};
 use crate::{pty, reaper};
@@ -148,7 +148,7 @@ fn start_terminal(plan: &Plan, size: TtySize) -> Result<Running, LaunchError> {
     // end-of-file only once they are closed too.
     drop(cmd);
 
-    let (reader, writer) = fdio::split(pty.master, Quirks::PtyMaster).map_err(setup)?;
+    let (reader, writer) = fdio::split(pty.master).map_err(setup)?;
     Ok(Running {
         pid: spawned.child.id() as i32,
         exit: spawned.exit,

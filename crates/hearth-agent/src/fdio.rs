@@ -1,48 +1,29 @@
-//! Asynchronous reads and writes on a raw file descriptor.
+//! Asynchronous reads and writes on a pseudo-terminal master.
 //!
-//! The virtio-serial port and a pseudo-terminal master are character devices
-//! that tokio has no type for. Both are made non-blocking and registered with
-//! the reactor through [`AsyncFd`]; a reader and a writer share the one
-//! descriptor, which each device allows to be open only once.
-//!
-//! Each device has one quirk, chosen by [`Quirks`]:
-//! - a port whose host side is not connected reads end-of-file and cannot be
-//!   written; a write then fails at once rather than wait for a host that may
-//!   never come back;
-//! - a terminal master reads `EIO` once every slave is closed, which is its
-//!   end-of-file.
+//! tokio has no type for a terminal, so the master is made non-blocking and
+//! registered with the reactor through [`AsyncFd`]; a reader and a writer
+//! share the descriptor. A master reads `EIO` once every slave is closed,
+//! which is its end-of-file.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// How the device behaves at its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Quirks {
-    /// A virtio-serial port: a write while the host is away fails.
-    Port,
-    /// A terminal master: `EIO` on read is end-of-file.
-    PtyMaster,
-}
 
 /// The reading half.
 pub struct FdReader {
     fd: Arc<AsyncFd<OwnedFd>>,
-    quirks: Quirks,
 }
 
 /// The writing half.
 #[derive(Clone)]
 pub struct FdWriter {
     fd: Arc<AsyncFd<OwnedFd>>,
-    quirks: Quirks,
 }
 
 /// Makes `fd` non-blocking, registers it with the reactor and splits it.
@@ -50,32 +31,17 @@ pub struct FdWriter {
 /// # Errors
 ///
 /// Fails when the descriptor cannot be made non-blocking or registered.
-pub fn split(fd: OwnedFd, quirks: Quirks) -> io::Result<(FdReader, FdWriter)> {
+pub fn split(fd: OwnedFd) -> io::Result<(FdReader, FdWriter)> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     let fd = Arc::new(crate::sys::register(fd)?);
-    let reader = FdReader {
-        fd: fd.clone(),
-        quirks,
-    };
-    Ok((reader, FdWriter { fd, quirks }))
+    Ok((FdReader { fd: fd.clone() }, FdWriter { fd }))
 }
 
 impl FdWriter {
     /// The descriptor, for ioctls such as a terminal resize.
     pub fn fd(&self) -> &OwnedFd {
         self.fd.get_ref()
-    }
-}
-
-/// Whether the device reports a hang-up right now.
-fn hung_up(fd: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
-        Err(_) => false,
     }
 }
 
@@ -95,10 +61,7 @@ impl AsyncRead for FdReader {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Ok(Err(err))
-                    if self.quirks == Quirks::PtyMaster
-                        && err.raw_os_error() == Some(libc::EIO) =>
-                {
+                Ok(Err(err)) if err.raw_os_error() == Some(libc::EIO) => {
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(err)) => return Poll::Ready(Err(err)),
@@ -116,17 +79,10 @@ impl AsyncWrite for FdWriter {
     ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), buf).map_err(io::Error::from))
-            {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => {
-                    if self.quirks == Quirks::Port && hung_up(self.fd.get_ref()) {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::BrokenPipe,
-                            "the host side of the port is not connected",
-                        )));
-                    }
-                }
+            let result =
+                guard.try_io(|fd| nix::unistd::write(fd.get_ref(), buf).map_err(io::Error::from));
+            if let Ok(result) = result {
+                return Poll::Ready(result);
             }
         }
     }
@@ -148,8 +104,8 @@ mod tests {
     #[tokio::test]
     async fn a_socket_pair_carries_bytes_both_ways() {
         let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let (mut a_read, mut a_write) = split(OwnedFd::from(a), Quirks::Port).expect("split");
-        let (mut b_read, mut b_write) = split(OwnedFd::from(b), Quirks::Port).expect("split");
+        let (mut a_read, mut a_write) = split(OwnedFd::from(a)).expect("split");
+        let (mut b_read, mut b_write) = split(OwnedFd::from(b)).expect("split");
 
         a_write.write_all(b"ping").await.expect("write");
         let mut got = [0u8; 4];

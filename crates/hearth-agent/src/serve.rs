@@ -6,9 +6,10 @@
 //! goes away (end of file), or when a new `Hello` arrives, which the agent
 //! answers at once to start the next session.
 //!
-//! While no host is connected the port reads end-of-file immediately, so the
-//! loop sleeps briefly between attempts rather than spin; stale bytes of a
-//! previous session are skipped by the protocol's resync on the next `Hello`.
+//! The channel reads end-of-file when the host goes away; the loop then
+//! pauses briefly before it waits for the next `Hello`, so a channel that
+//! keeps reading end-of-file never makes it spin. Stale bytes of a previous
+//! session are skipped by the protocol's resync on the next `Hello`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,7 +26,10 @@ use crate::layout::{VmConfig, VmDir, VmState, VmStatus};
 use crate::request::{ShimRequest, SnapshotResult};
 
 /// How long a booting guest may take to answer its agent's first `Hello`.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How many times a stalled boot is tried.
+const BOOT_ATTEMPTS: u32 = 2;
 
 /// How long a restored guest may take to answer.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -191,20 +194,17 @@ async fn start_vm(
         None => None,
     };
     state.accel = Some(machine.accel.as_str().to_owned());
-    let vm = QemuVm::spawn(machine).await?;
-    state.qemu_pid = Some(vm.pid());
-    dir.write_state(state).map_err(dir_err(&dir.state()))?;
-
-    let timeout = match &snapshot {
+    let (vm, link) = match &snapshot {
         Some(snapshot) => {
+            let vm = spawn_recorded(dir, machine, state).await?;
             snapshot.restore(&vm).await?;
             vm.resume().await?;
-            RESTORE_TIMEOUT
+            let link = connect_agent(&dir.agent_socket(), RESTORE_TIMEOUT, &vm).await?;
+            (vm, link)
         }
-        None => BOOT_TIMEOUT,
+        None => cold_boot(dir, machine, state).await?,
     };
 
-    let link = connect_agent(&dir.agent_socket(), timeout, &vm).await?;
     identify(&link.session, &config.hostname).await?;
     if config.restore_from.is_none() {
         if let Some(app) = &config.app {
@@ -212,6 +212,43 @@ async fn start_vm(
         }
     }
     Ok((vm, link))
+}
+
+/// Records QEMU's pid as soon as it runs, so that nothing is orphaned.
+async fn spawn_recorded(
+    dir: &VmDir,
+    machine: MachineConfig,
+    state: &mut VmState,
+) -> Result<QemuVm, ShimError> {
+    let vm = QemuVm::spawn(machine).await?;
+    state.qemu_pid = Some(vm.pid());
+    dir.write_state(state).map_err(dir_err(&dir.state()))?;
+    Ok(vm)
+}
+
+/// Boots the guest, trying again when a boot stalls.
+// Limitation: under TCG the guest kernel occasionally stalls early in boot
+// (about 1 in 50 here) before the agent runs; a second boot is the remedy.
+async fn cold_boot(
+    dir: &VmDir,
+    machine: MachineConfig,
+    state: &mut VmState,
+) -> Result<(QemuVm, AgentLink), ShimError> {
+    let mut attempt = 1;
+    loop {
+        let vm = spawn_recorded(dir, machine.clone(), state).await?;
+        match connect_agent(&dir.agent_socket(), BOOT_TIMEOUT, &vm).await {
+            Ok(link) => return Ok((vm, link)),
+            Err(err) if attempt < BOOT_ATTEMPTS => {
+                tracing::warn!(attempt, error = %error_chain(&err), "boot stalled; booting again");
+                vm.kill().await;
+                let _ = std::fs::remove_file(dir.agent_socket());
+                let _ = std::fs::remove_file(dir.qmp_socket());
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Connects to the agent's socket and completes the handshake, giving up when

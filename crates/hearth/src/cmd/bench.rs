@@ -43,6 +43,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
 
 struct Run {
     boot: Duration,
+    exec: Duration,
     snapshot: Duration,
     paused: Duration,
     memory_bytes: u64,
@@ -68,12 +69,12 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
         let dir = launch::boot(&host, spec).await.context("boot")?;
         let boot = started.elapsed();
 
+        let client = ShimClient::connect(&dir).await?;
+        let exec = exec_round_trip(&client).await?;
+
         let snap = scratch.path().join(format!("snap-{i}"));
         let started = Instant::now();
-        let taken = ShimClient::connect(&dir)
-            .await?
-            .snapshot(&snap, true)
-            .await?;
+        let taken = client.snapshot(&snap, true).await?;
         let snapshot = started.elapsed();
         let _ = std::fs::remove_dir_all(dir.root());
 
@@ -93,6 +94,7 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
         );
         results.push(Run {
             boot,
+            exec,
             snapshot,
             paused: Duration::from_millis(taken.paused_ms),
             memory_bytes: taken.memory_bytes,
@@ -114,6 +116,7 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
     );
     println!("hearth bench vm: {runs} runs, {memory} MiB guest, medians");
     println!("  cold boot to agent-ready   {:>8.0} ms", ms(|r| r.boot));
+    println!("  exec round trip (true)     {:>8.1} ms", ms(|r| r.exec));
     println!(
         "  snapshot (total)           {:>8.0} ms",
         ms(|r| r.snapshot)
@@ -130,6 +133,32 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
     println!("  restore to agent-ready     {:>8.0} ms", ms(|r| r.restore));
     println!("  restore / cold boot        {:>8.2}", ratio);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The median time of running `true` in the guest over an open connection.
+async fn exec_round_trip(client: &ShimClient) -> Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let spec = hearth_protocol::ExecSpec {
+            argv: vec!["true".to_owned()],
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let status = client
+            .exec(
+                spec,
+                None::<tokio::io::Empty>,
+                &mut tokio::io::sink(),
+                &mut tokio::io::sink(),
+            )
+            .await?;
+        anyhow::ensure!(
+            status.code == Some(0),
+            "`true` failed in the guest: {status:?}"
+        );
+        times.push(started.elapsed().as_secs_f64());
+    }
+    Ok(Duration::from_secs_f64(median(times)))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -21,7 +21,7 @@ export HEARTH_DATA HEARTH_ASSETS
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs
-    docker-registry skopeo umoci apache2-utils debootstrap jq)
+    docker-registry skopeo umoci apache2-utils debootstrap jq nftables iproute2 curl)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,0 +1,88 @@
+//! The host's side: forwarding, translation, and the rules that keep guests
+//! away from the host and from each other.
+
+use crate::cmd::{self, NetError};
+
+/// The host's part of every VM network, named so that several hearths (or
+/// tests) on one host keep apart.
+#[derive(Clone, Debug)]
+pub struct HostNetwork {
+    /// Prefix of every interface and namespace name (at most 6 characters).
+    pub prefix: String,
+    /// The nftables table holding the host's rules.
+    pub table: String,
+    /// The subnet uplinks are numbered from (a /16).
+    pub uplinks: [u8; 2],
+}
+
+impl Default for HostNetwork {
+    fn default() -> HostNetwork {
+        HostNetwork {
+            prefix: "hvm".to_owned(),
+            table: "hearth".to_owned(),
+            uplinks: [10, 201],
+        }
+    }
+}
+
+impl HostNetwork {
+    /// The uplink subnet, e.g. `10.201.0.0/16`.
+    pub fn uplink_subnet(&self) -> String {
+        format!("{}.{}.0.0/16", self.uplinks[0], self.uplinks[1])
+    }
+
+    /// Installs (or replaces) the host's rules and turns forwarding on.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `nft` or `sysctl` refuse, typically without root.
+    pub async fn install(&self) -> Result<(), NetError> {
+        let _ = cmd::nft(None, &format!("delete table inet {}\n", self.table)).await;
+        let links = format!("{}*", self.prefix);
+        let script = format!(
+            r#"table inet {table} {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        iifname "{links}" drop
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        iifname "{links}" oifname "{links}" drop
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr {subnet} oifname != "{links}" masquerade
+    }}
+}}
+"#,
+            table = self.table,
+            subnet = self.uplink_subnet(),
+        );
+        cmd::nft(None, &script).await?;
+        cmd::sysctl(None, "net.ipv4.ip_forward", "1").await
+    }
+
+    /// Removes the host's rules (forwarding stays as it is: other software
+    /// may rely on it).
+    pub async fn remove(&self) {
+        let _ = cmd::nft(None, &format!("delete table inet {}\n", self.table)).await;
+    }
+
+    /// The host's and the namespace's uplink addresses of a slot.
+    ///
+    /// # Errors
+    ///
+    /// Fails for slots beyond the /16.
+    pub fn uplink_addresses(&self, slot: u32) -> Result<(String, String), NetError> {
+        if slot >= 16384 {
+            return Err(NetError::Slot(slot));
+        }
+        let base = slot * 4;
+        let (hi, lo) = (base / 256, base % 256);
+        let [a, b] = self.uplinks;
+        Ok((
+            format!("{a}.{b}.{hi}.{}", lo + 1),
+            format!("{a}.{b}.{hi}.{}", lo + 2),
+        ))
+    }
+}

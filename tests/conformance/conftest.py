@@ -1,27 +1,40 @@
 """Fixtures for the conformance suite.
 
-The suite builds the `test-server` example of crates/hearth-api (the wire
-API over an in-memory test double of the control plane), starts it on
-127.0.0.1 with a fresh data directory, lets it install the `hearth` profile
-into temporary AWS config files, and drives it with the real boto3 and AWS
-CLI. The user's own ~/.aws is never read or written: the environment points
-every AWS client at the temporary files before any of them starts.
+The suite builds the `hearth` binary and starts `hearth serve` on 127.0.0.1
+(free ports) with a fresh data directory and small TCG guests, lets it
+install the `hearth` profile into temporary AWS config files, and drives it
+with the real boto3 and AWS CLI. Operations that need a VM get real ones:
+images are built by the built-in pipeline from tests/conformance/app,
+uploaded with `aws s3 cp` to the server's own S3 API.
+
+The user's own ~/.aws is never read or written: the environment points every
+AWS client at the temporary files before any of them starts. Every server
+started here stops at the end (SIGTERM, then SIGKILL), exits by itself when
+the suite's end of its stdin closes, and the VMs it left are ended by the
+pids their shims recorded.
 """
 
 import json
 import os
 import pathlib
-import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+import zipfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
 REGION = "us-east-1"
 SERVICE = "lambda-microvms"
+ROLE_ARN = "arn:aws:iam::123456789012:role/hearth-build"
+ALIAS_BASE_IMAGE = f"arn:aws:lambda:{REGION}:aws:microvm-image:al2023-1"
+
+# Guests small enough for TCG on a shared 2-core machine.
+GUEST_MEMORY_CAP_MIB = 256
 
 # Before any botocore session exists: temporary config files only, no
 # instance-metadata lookups, nothing inherited from the caller's shell.
@@ -51,93 +64,197 @@ OTHER_CREDENTIALS = (
 OTHER_CONFIG = "[default]\nregion = eu-west-1\n\n[profile other]\nregion = ap-south-1\n"
 
 
-def build_test_server():
-    """Builds the example and returns its path (or $HEARTH_TEST_SERVER)."""
-    override = os.environ.get("HEARTH_TEST_SERVER")
-    if override:
-        return override
-    cmd = [
-        "cargo", "build", "-p", "hearth-api", "--example", "test-server",
-        "--message-format=json-render-diagnostics",
-    ]
+def cargo_executable(args, name):
+    """Builds with cargo and returns the path of executable `name`."""
+    cmd = ["cargo", "build", *args, "--message-format=json-render-diagnostics"]
     out = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, timeout=1800).stdout
     for line in out.decode().splitlines():
         msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "test-server":
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name:
             if msg.get("executable"):
                 return msg["executable"]
-    raise RuntimeError("cargo built no test-server executable")
+    raise RuntimeError(f"cargo built no {name} executable")
+
+
+def guest_assets():
+    """The guest assets directory, or a failure that says how to make it."""
+    assets = pathlib.Path(os.environ.get("HEARTH_ASSETS") or REPO / "target/hearth-test/assets")
+    missing = [f for f in ("vmlinuz", "initramfs.cpio.gz") if not (assets / f).is_file()]
+    if missing:
+        pytest.fail(
+            f"guest assets missing: {', '.join(missing)} not in {assets}; run scripts/setup.sh "
+            "(scripts/test.sh exports HEARTH_ASSETS) or set HEARTH_ASSETS",
+            pytrace=False,
+        )
+    return assets
 
 
 class Server:
-    """A running test server."""
+    """A `hearth serve` process on a data directory of its own."""
 
-    def __init__(self, proc, port, data_dir, log_path):
-        self.proc = proc
-        self.port = port
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.data_dir = data_dir
+    def __init__(self, binary, data_dir, log_path, extra_args=()):
+        self.binary = binary
+        self.data_dir = pathlib.Path(data_dir)
         self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.endpoint = None
+        self.s3_endpoint = None
+
+    def start(self):
+        args = [
+            self.binary, "serve", "--data", str(self.data_dir),
+            "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--region", REGION,
+            "--guest-memory-cap-mib", str(GUEST_MEMORY_CAP_MIB), "--exit-on-stdin-eof",
+            *self.extra_args,
+        ]
+        env = dict(os.environ, HEARTH_ACCEL="tcg", HEARTH_ASSETS=str(guest_assets()),
+                   HEARTH_LOG="info,hearth_api=debug")
+        env.pop("HEARTH_DATA", None)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+            )
+        lines = {}
+        deadline = time.monotonic() + 60
+        while len(lines) < 2 and time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode().strip()
+            if not line and self.proc.poll() is not None:
+                break
+            if " " in line:
+                kind, url = line.split(" ", 1)
+                lines[kind] = url
+        if len(lines) < 2:
+            self.stop()
+            raise RuntimeError(f"hearth serve did not start; see {self.log_path}")
+        self.endpoint, self.s3_endpoint = lines["api"], lines["s3"]
+        return self
+
+    def stop(self):
+        """SIGTERM (a graceful stop), then SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def vm_exec(self, microvm_id, command):
+        """Runs a shell command in a microVM with `hearth vm exec` (the
+        microVM's VM directory has its id); returns its stdout."""
+        result = subprocess.run(
+            [self.binary, "vm", "exec", microvm_id, "--", "sh", "-c", command],
+            env=dict(os.environ, HEARTH_DATA=str(self.data_dir)),
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def vm_state(self, microvm_id):
+        path = self.data_dir / "vms" / microvm_id / "state.json"
+        return json.loads(path.read_text())
+
+    def end_vms(self):
+        """Ends every QEMU and shim this server's VMs recorded, and removes
+        the data directory."""
+        for state_file in self.data_dir.glob("vms/*/state.json"):
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                continue
+            for pid in (state.get("qemu_pid"), state.get("shim_pid")):
+                if pid and owned_by(pid, self.data_dir):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def owned_by(pid, data_dir):
+    """Whether process `pid` runs on `data_dir` (so a reused pid is left alone)."""
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return str(data_dir) in cmdline
+
+
+def short_data_dir(tag):
+    # Unix socket paths are limited to 108 bytes: keep data directories short.
+    return pathlib.Path(tempfile.mkdtemp(prefix=f"hd-{tag}-", dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def hearth_binary():
+    return os.environ.get("HEARTH_BIN") or cargo_executable(["-p", "hearth"], "hearth")
 
 
 @pytest.fixture(scope="session")
 def test_server_binary():
-    return build_test_server()
+    """The wire layer's own test server, for its --dump-model tables."""
+    override = os.environ.get("HEARTH_TEST_SERVER")
+    if override:
+        return override
+    return cargo_executable(["-p", "hearth-api", "--example", "test-server"], "test-server")
 
 
 @pytest.fixture(scope="session")
-def server(test_server_binary, tmp_path_factory):
+def make_server(hearth_binary, tmp_path_factory):
+    """Starts servers that the session stops and cleans up."""
+    started = []
+
+    def factory(tag, extra_args=(), keys_from=None):
+        log = tmp_path_factory.mktemp("logs") / f"hearth-{tag}.log"
+        data_dir = short_data_dir(tag)
+        if keys_from is not None:
+            # The same key pair, so the one `hearth` profile signs for both.
+            shutil.copy2(keys_from.data_dir / "api-credentials.json", data_dir)
+        server = Server(hearth_binary, data_dir, log, extra_args).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        terminate_all(server)
+        server.stop()
+        server.end_vms()
+
+
+def terminate_all(server):
+    """Terminates what a server still runs, through its own API."""
+    if server.proc is None:
+        return
+    from clients import make_client
+
+    try:
+        client = make_client(server.endpoint)
+        for page in client.get_paginator("list_microvms").paginate():
+            for item in page["items"]:
+                if item["state"] not in ("TERMINATED", "TERMINATING"):
+                    client.terminate_microvm(microvmIdentifier=item["microvmId"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            items = client.list_microvms()["items"]
+            if all(i["state"] == "TERMINATED" for i in items):
+                break
+            time.sleep(1)
+    except Exception as error:  # the server may be gone; end_vms still runs
+        print(f"cannot terminate microvms: {error}")
+
+
+@pytest.fixture(scope="session")
+def server(make_server):
     (AWS_HOME / "credentials").write_text(OTHER_CREDENTIALS)
     (AWS_HOME / "config").write_text(OTHER_CONFIG)
-    data_dir = tmp_path_factory.mktemp("hearth-data")
-    log_path = tmp_path_factory.mktemp("logs") / "test-server.log"
-
-    args = [
-        test_server_binary, "--data-dir", str(data_dir), "--port", "0", "--print-port",
-        "--install-profile", "--exit-on-stdin-eof", "--region", REGION,
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            env=dict(os.environ, RUST_LOG="hearth_api=debug,info"),
-        )
-    try:
-        port = read_port(proc, timeout=60)
-        yield Server(proc, port, data_dir, log_path)
-    finally:
-        stop(proc)
-        shutil.rmtree(AWS_HOME, ignore_errors=True)
-
-
-def read_port(proc, timeout):
-    """Waits for the `PORT=<n>` line the server prints once it listens."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline().decode().strip()
-            if line.startswith("PORT="):
-                return int(line.split("=", 1)[1])
-            if not line and proc.poll() is not None:
-                break
-    stop(proc)
-    raise RuntimeError(f"test server did not start (exit code {proc.poll()})")
-
-
-def stop(proc):
-    """Closes the server's stdin (it exits on EOF), then makes sure."""
-    if proc.poll() is not None:
-        return
-    try:
-        proc.stdin.close()
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return make_server("main")
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +293,109 @@ def client(make_client):
 @pytest.fixture(scope="session")
 def raw_client(make_client):
     return make_client(parameter_validation=False)
+
+
+def zip_dir(src, dest):
+    """Zips a directory with its files' modes, as `zip -r` would."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(pathlib.Path(src).rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo(str(path.relative_to(src)))
+                info.external_attr = (path.stat().st_mode & 0o7777) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+    return dest
+
+
+def upload(server, local, uri):
+    """`aws s3 mb` (if needed) and `aws s3 cp` to the server's S3 API."""
+    from cli import aws_s3
+
+    bucket = uri.split("/")[2]
+    aws_s3(server, "mb", f"s3://{bucket}", check=False)
+    aws_s3(server, "cp", str(local), uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def app_zip(tmp_path_factory):
+    return zip_dir(HERE / "app", tmp_path_factory.mktemp("app") / "app.zip")
+
+
+@pytest.fixture(scope="session")
+def artifact(server, app_zip):
+    """The example app in the server's artifact store."""
+    return upload(server, app_zip, "s3://conformance/app.zip")
+
+
+# Every hook the example app serves, so that each is exercised.
+APP_HOOKS = {
+    "port": 9000,
+    "microvmHooks": {
+        "run": "ENABLED", "runTimeoutInSeconds": 10,
+        "resume": "ENABLED", "resumeTimeoutInSeconds": 10,
+        "suspend": "ENABLED", "suspendTimeoutInSeconds": 10,
+        "terminate": "ENABLED", "terminateTimeoutInSeconds": 5,
+    },
+    "microvmImageHooks": {
+        "ready": "ENABLED", "readyTimeoutInSeconds": 60,
+        "validate": "ENABLED", "validateTimeoutInSeconds": 60,
+    },
+}
+
+
+def app_config(base_image_arn, artifact_uri):
+    return {
+        "baseImageArn": base_image_arn,
+        "buildRoleArn": ROLE_ARN,
+        "codeArtifact": {"uri": artifact_uri},
+        "resources": [{"minimumMemoryInMiB": 2048}],
+        "hooks": APP_HOOKS,
+        "environmentVariables": {"GREETING": "hello"},
+    }
+
+
+def wait_for(read, done, timeout, what):
+    """Calls `read` until `done(value)`; returns the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r} after {timeout}s")
+        time.sleep(1)
+
+
+def wait_image(client, name, timeout=300):
+    return wait_for(
+        lambda: client.get_microvm_image(imageIdentifier=name),
+        lambda got: got["state"] not in ("CREATING", "UPDATING"),
+        timeout, f"image {name}",
+    )
+
+
+def wait_microvm(client, microvm_id, states=("RUNNING",), timeout=180):
+    got = wait_for(
+        lambda: client.get_microvm(microvmIdentifier=microvm_id),
+        lambda got: got["state"] in states or got["state"] == "TERMINATED",
+        timeout, f"microvm {microvm_id}",
+    )
+    assert got["state"] in states, got
+    return got
+
+
+@pytest.fixture(scope="session")
+def app_image(client, artifact):
+    """The example app built into an image (its create response)."""
+    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
+    created = client.create_microvm_image(
+        name="conformance-app", tags={"team": "hearth"}, **app_config(base, artifact),
+    )
+    got = wait_image(client, "conformance-app")
+    assert got["state"] == "CREATED", client.get_microvm_image_version(
+        imageIdentifier="conformance-app", imageVersion="1")
+    return created
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -61,21 +61,26 @@ def test_not_found_names_the_resource(client, model):
 
 
 @pytest.fixture(scope="module")
-def running(client):
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    config = dict(baselines()["CreateMicrovmImage"], name="errors-app", baseImageArn=base)
-    config.pop("clientToken")
-    client.create_microvm_image(**config)
-    return client.run_microvm(imageIdentifier="errors-app")["microvmId"]
+def running(client, app_image):
+    from conftest import wait_microvm
+
+    microvm_id = client.run_microvm(imageIdentifier="conformance-app")["microvmId"]
+    wait_microvm(client, microvm_id)
+    yield microvm_id
+    client.terminate_microvm(microvmIdentifier=microvm_id)
 
 
 def test_suspending_a_suspended_microvm_is_a_conflict(client, model, running):
+    from conftest import wait_microvm
+
     client.suspend_microvm(microvmIdentifier=running)
     with pytest.raises(ClientError) as caught:
         client.suspend_microvm(microvmIdentifier=running)
     response = assert_error(client, model, caught, "ConflictException")
     assert response["resourceId"] == running
+    wait_microvm(client, running, states=("SUSPENDED",))
     client.resume_microvm(microvmIdentifier=running)
+    wait_microvm(client, running)
 
 
 def test_resuming_a_running_microvm_is_a_conflict(client, model, running):
@@ -86,7 +91,7 @@ def test_resuming_a_running_microvm_is_a_conflict(client, model, running):
 
 def test_a_second_image_with_the_same_name_is_a_conflict(client, model, running):
     base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    config = dict(baselines()["CreateMicrovmImage"], name="errors-app", baseImageArn=base)
+    config = dict(baselines()["CreateMicrovmImage"], name="conformance-app", baseImageArn=base)
     config.pop("clientToken")
     with pytest.raises(ClientError) as caught:
         client.create_microvm_image(**config)
@@ -94,9 +99,30 @@ def test_a_second_image_with_the_same_name_is_a_conflict(client, model, running)
 
 
 def test_a_client_token_reused_with_other_parameters_is_a_conflict(client, model, running):
-    client.run_microvm(imageIdentifier="errors-app", clientToken="reused", maximumDurationInSeconds=60)
+    first = client.run_microvm(imageIdentifier="conformance-app", clientToken="reused",
+                               maximumDurationInSeconds=60)
     with pytest.raises(ClientError) as caught:
-        client.run_microvm(imageIdentifier="errors-app", clientToken="reused", maximumDurationInSeconds=61)
+        client.run_microvm(imageIdentifier="conformance-app", clientToken="reused",
+                           maximumDurationInSeconds=61)
+    assert_error(client, model, caught, "ConflictException")
+    client.terminate_microvm(microvmIdentifier=first["microvmId"])
+
+
+def test_an_inactive_version_is_not_run(client, model, running):
+    client.update_microvm_image_version(
+        imageIdentifier="conformance-app", imageVersion="1", status="INACTIVE")
+    try:
+        with pytest.raises(ClientError) as caught:
+            client.run_microvm(imageIdentifier="conformance-app")
+        assert_error(client, model, caught, "ConflictException")
+    finally:
+        client.update_microvm_image_version(
+            imageIdentifier="conformance-app", imageVersion="1", status="ACTIVE")
+
+
+def test_an_image_with_live_microvms_is_not_deleted(client, model, running):
+    with pytest.raises(ClientError) as caught:
+        client.delete_microvm_image(imageIdentifier="conformance-app")
     assert_error(client, model, caught, "ConflictException")
 
 

@@ -4,14 +4,15 @@
 //! closed. A request that fails gets `Error { message }` and then the close.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
 
 use crate::app::{self, App};
+use crate::fsexport::{self, Tree};
 use crate::system::{self, System};
-use crate::{exec, files, tunnel};
+use crate::{exec, files, net, tunnel};
 
 /// What boot found out, and where the root filesystem's `/etc` is.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct AgentConfig {
     pub root_mounted: bool,
     /// The directory holding `passwd` and `group` (`/etc` in a guest).
     pub etc: PathBuf,
+    /// The root filesystem that `FsMark` and `FsExport` read (`/`).
+    pub fs_root: PathBuf,
 }
 
 /// The agent: the guest's app and the handlers of the host's requests.
@@ -27,6 +30,8 @@ pub struct Agent {
     config: AgentConfig,
     app: App,
     system: Arc<dyn System>,
+    /// The tree recorded by the last `FsMark`.
+    baseline: Mutex<Option<Tree>>,
 }
 
 impl Agent {
@@ -36,6 +41,7 @@ impl Agent {
             config,
             app: App::default(),
             system,
+            baseline: Mutex::new(None),
         })
     }
 
@@ -89,7 +95,37 @@ impl Agent {
                 answer(&stream.sender, ok());
                 self.system.power_off();
             }
+            Request::Network(spec) => {
+                let configured = tokio::task::spawn_blocking(move || net::configure(&spec)).await;
+                match configured {
+                    Ok(Ok(())) => answer(&stream.sender, ok()),
+                    Ok(Err(err)) => refuse(&stream.sender, &crate::describe(&err)),
+                    Err(err) => refuse(&stream.sender, &format!("network: {err}")),
+                }
+            }
+            Request::FsMark => {
+                let tree = fsexport::mark(self.config.fs_root.clone(), stream).await;
+                if let Some(tree) = tree {
+                    *self.baseline() = Some(tree);
+                }
+            }
+            Request::FsExport { since_mark } => {
+                let before = match since_mark {
+                    true => match self.baseline().clone() {
+                        Some(tree) => Some(tree),
+                        None => return refuse(&stream.sender, "export: no FsMark was made"),
+                    },
+                    false => None,
+                };
+                fsexport::export(self.config.fs_root.clone(), before, stream).await;
+            }
         }
+    }
+
+    fn baseline(&self) -> std::sync::MutexGuard<'_, Option<Tree>> {
+        self.baseline
+            .lock()
+            .expect("the baseline lock is never held across a panic")
     }
 }
 

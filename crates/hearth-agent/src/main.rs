@@ -42,6 +42,7 @@ fn run(report: boot::BootReport) -> Result<(), Box<dyn Error>> {
         let config = AgentConfig {
             root_mounted: report.root_mounted,
             etc: "/etc".into(),
+            fs_root: "/".into(),
         };
         let agent = Agent::new(config, Arc::new(Machine));
         let uptime = agent.info().uptime_secs;

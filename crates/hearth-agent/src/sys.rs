@@ -5,6 +5,7 @@
 //! in a freshly forked child before `exec`.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -174,19 +175,49 @@ pub fn reseed_crng(random: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Brings the loopback interface up; the kernel then gives it 127.0.0.1.
 pub fn loopback_up() -> io::Result<()> {
+    interface_up("lo")
+}
+
+/// A datagram socket for interface ioctls.
+fn inet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
 
+/// An `ifreq` naming `name`, with the rest zeroed.
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: `ifreq` is plain old data, valid when zeroed.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
     }
+    Ok(req)
+}
+
+/// An IPv4 `sockaddr` (port 0).
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let mut data = [0 as libc::c_char; 14];
+    for (dst, src) in data[2..6].iter_mut().zip(addr.octets()) {
+        *dst = src as libc::c_char;
+    }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data: data,
+    }
+}
+
+/// Brings a network interface up.
+pub fn interface_up(name: &str) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut req = ifreq_for(name)?;
 
     // SAFETY: `sock` is open and `req` outlives the call; SIOCGIFFLAGS fills
     // the flags member of the union.
@@ -198,6 +229,70 @@ pub fn loopback_up() -> io::Result<()> {
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS reads the name and the flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives an interface an IPv4 address and netmask.
+pub fn set_ipv4_address(name: &str, addr: Ipv4Addr, netmask: Ipv4Addr) -> io::Result<()> {
+    let sock = inet_socket()?;
+    for (request, value) in [(libc::SIOCSIFADDR, addr), (libc::SIOCSIFNETMASK, netmask)] {
+        let mut req = ifreq_for(name)?;
+        req.ifr_ifru.ifru_addr = sockaddr_v4(value);
+        // SAFETY: `sock` is open and `req` outlives the call; both requests
+        // read the name and one `sockaddr` of the union.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), request, &req) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's `struct rtentry` (`<net/route.h>`), which libc does not
+/// define for glibc targets.
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+/// `RTF_UP | RTF_GATEWAY`.
+const RTF_UP_GATEWAY: libc::c_ushort = 0x0001 | 0x0002;
+
+/// Adds a default route through `gateway`.
+pub fn add_default_route(gateway: Ipv4Addr) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let route = RtEntry {
+        rt_pad1: 0,
+        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_gateway: sockaddr_v4(gateway),
+        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_flags: RTF_UP_GATEWAY,
+        rt_pad2: 0,
+        rt_pad3: 0,
+        rt_pad4: std::ptr::null_mut(),
+        rt_metric: 0,
+        rt_dev: std::ptr::null_mut(),
+        rt_mtu: 0,
+        rt_window: 0,
+        rt_irtt: 0,
+    };
+    // SAFETY: `sock` is open and `route` is laid out as the kernel's
+    // `rtentry` and outlives the call; SIOCADDRT only reads it, and its null
+    // device pointer means "pick the interface by the gateway".
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &route) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -218,5 +313,19 @@ mod tests {
             RNDRESEEDCRNG,
             nix::request_code_none!(b'R', 0x07) as libc::c_ulong
         );
+    }
+
+    #[test]
+    fn rtentry_has_the_kernels_size() {
+        // 8 + 3 * 16 + 2 + 2 + 4 (padding) + 8 + 8 + 2 + 6 (padding) + 8 + 8 + 8 + 2 + 6.
+        assert_eq!(std::mem::size_of::<RtEntry>(), 120);
+    }
+
+    #[test]
+    fn ipv4_sockaddrs_hold_the_address_after_the_port() {
+        let addr = sockaddr_v4(Ipv4Addr::new(10, 0, 2, 15));
+        assert_eq!(addr.sa_family, libc::AF_INET as libc::sa_family_t);
+        let bytes: Vec<u8> = addr.sa_data[..6].iter().map(|b| *b as u8).collect();
+        assert_eq!(bytes, vec![0, 0, 10, 0, 2, 15]);
     }
 }

@@ -43,6 +43,7 @@ async fn connect() -> Host {
     let config = AgentConfig {
         root_mounted: false,
         etc,
+        fs_root: dir.path().join("root"),
     };
     let agent = Agent::new(config, system.clone());
     let (host_io, guest_io) = tokio::io::duplex(256 * 1024);
@@ -556,6 +557,7 @@ async fn a_new_hello_starts_a_new_session_at_once() {
     let config = AgentConfig {
         root_mounted: true,
         etc: "/nonexistent".into(),
+        fs_root: "/nonexistent".into(),
     };
     let agent = Agent::new(config, Arc::new(FakeSystem::default()));
     tokio::spawn(serve::serve(agent, guest_r, guest_w));
@@ -614,4 +616,63 @@ async fn after_a_freeze_the_next_hello_starts_a_new_session() {
     host.session = session;
     let reply = host.exec(&["echo", "after"], None).await;
     assert_eq!(reply.stdout(), "after\n");
+}
+
+#[tokio::test]
+async fn an_export_since_a_mark_carries_only_the_change() {
+    let host = connect().await;
+    let root = host.dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/keep"), "keep").expect("write");
+    std::fs::write(root.join("etc/gone"), "gone").expect("write");
+
+    let reply = host
+        .call(Request::FsExport { since_mark: true }, None)
+        .await;
+    assert_eq!(reply.error(), Some("export: no FsMark was made"));
+
+    let reply = host.call(Request::FsMark, None).await;
+    let Some(Control::Ok { value }) = reply.controls.first() else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(value["entries"], 3);
+
+    std::fs::remove_file(root.join("etc/gone")).expect("rm");
+    std::fs::write(root.join("new"), "fresh").expect("write");
+    let reply = host
+        .call(Request::FsExport { since_mark: true }, None)
+        .await;
+    assert_eq!(reply.eofs, vec![CHAN_STDIO]);
+    let Some(Control::Ok { value }) = reply.controls.last() else {
+        panic!("{reply:?}");
+    };
+    let summary: hearth_protocol::FsExportSummary =
+        serde_json::from_value(value.clone()).expect("summary");
+    assert_eq!((summary.entries, summary.removed, summary.bytes), (2, 1, 5));
+
+    let mut archive = tar::Archive::new(reply.stdout.as_slice());
+    let names: Vec<String> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, vec!["etc/.wh.gone", "etc", "new"]);
+}
+
+#[tokio::test]
+async fn a_bad_network_request_names_the_field() {
+    let host = connect().await;
+    let spec = hearth_protocol::NetworkSpec {
+        address: "10.0.2.15".to_owned(),
+        ..Default::default()
+    };
+    let reply = host.call(Request::Network(spec), None).await;
+    let error = reply.error().expect("refused");
+    assert!(error.starts_with("bad address \"10.0.2.15\""), "{error}");
 }

@@ -1,5 +1,7 @@
 //! Serves the API on 127.0.0.1 over the in-memory test double of the
-//! control plane, for the conformance suite in `tests/conformance`.
+//! control plane: the wire layer alone, without VMs. The conformance suite
+//! in `tests/conformance` (which drives the real `hearth serve`) uses its
+//! `--dump-model` to compare the hand-written tables with the model.
 //!
 //! ```text
 //! test-server --data-dir DIR [--port N] [--print-port] [--region R]

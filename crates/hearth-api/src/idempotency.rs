@@ -7,16 +7,21 @@
 //! `ConflictException`. Only successes are remembered, so a request that
 //! failed may be retried with its token. Tokens are scoped to the access key
 //! that signed the request and forgotten after [`TOKEN_LIFETIME`].
+//!
+//! The record in memory coordinates concurrent retries; a [`TokenStore`],
+//! when the server has one, keeps each success durably so that a retry
+//! after a restart still gets the first response.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, BoxError};
 use crate::operation::{ApiRequest, ApiResponse, Operation};
 
 /// How long a token is remembered.
@@ -35,20 +40,57 @@ struct Entry {
     response: OnceCell<ApiResponse>,
 }
 
+/// Which call a durable record belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    /// The operation's name, such as `RunMicrovm`.
+    pub operation: &'static str,
+    /// The access key that signed the call.
+    pub access_key_id: String,
+    /// The `clientToken`.
+    pub client_token: String,
+}
+
+/// A call that succeeded, as a [`TokenStore`] keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCall {
+    /// A digest of the call's parameters other than its token.
+    pub fingerprint: String,
+    /// The response, as the wire sent it.
+    pub response: serde_json::Value,
+}
+
+/// A durable record of `clientToken` calls, kept beside the control plane's
+/// state so that idempotency survives a restart.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// The call recorded under `key`, if there is one younger than
+    /// [`TOKEN_LIFETIME`].
+    async fn load(&self, key: &TokenKey) -> Result<Option<StoredCall>, BoxError>;
+
+    /// Records a call that succeeded.
+    async fn save(&self, key: &TokenKey, call: &StoredCall) -> Result<(), BoxError>;
+}
+
 /// The remembered calls of one server.
-///
-/// Limitation: tokens live in memory, so a restarted server runs a retried
-/// request again; a control plane that must survive restarts keeps its own
-/// record of `clientToken`s, which every input still carries.
 #[derive(Default)]
 pub struct Idempotency {
     entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    store: Option<Arc<dyn TokenStore>>,
 }
 
 impl Idempotency {
-    /// An empty record.
+    /// An empty record held in memory only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A record that also keeps every success in `store`.
+    pub fn with_store(store: Arc<dyn TokenStore>) -> Self {
+        Self {
+            entries: Mutex::default(),
+            store: Some(store),
+        }
     }
 
     /// Runs `call` for `request` unless a call with the same token already
@@ -78,15 +120,24 @@ impl Idempotency {
             token.to_owned(),
         );
 
-        let entry = self.entry(key, &fingerprint);
+        let entry = self.entry(key.clone(), &fingerprint);
         if entry.fingerprint != fingerprint {
-            return Err(ApiError::Conflict {
-                message: "clientToken was already used with different parameters".to_owned(),
-                resource_type: None,
-                resource_id: None,
-            });
+            return Err(reused_token());
         }
-        entry.response.get_or_try_init(call).await.cloned()
+        let Some(store) = &self.store else {
+            return entry.response.get_or_try_init(call).await.cloned();
+        };
+
+        let durable = TokenKey {
+            operation: key.0.spec().name,
+            access_key_id: key.1,
+            client_token: key.2,
+        };
+        entry
+            .response
+            .get_or_try_init(|| run_durably(store.as_ref(), durable, fingerprint, call))
+            .await
+            .cloned()
     }
 
     /// The entry for `key`, made if there is none.
@@ -113,6 +164,53 @@ impl Idempotency {
                 })
             })
             .clone()
+    }
+}
+
+/// Runs `call` unless `store` has its response already, and records a
+/// success there.
+async fn run_durably<F, Fut>(
+    store: &dyn TokenStore,
+    key: TokenKey,
+    fingerprint: String,
+    call: F,
+) -> Result<ApiResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    let operation = Operation::ALL
+        .iter()
+        .copied()
+        .find(|op| op.spec().name == key.operation)
+        .ok_or_else(|| ApiError::internal("token key names no operation"))?;
+
+    if let Some(stored) = store.load(&key).await.map_err(ApiError::internal)? {
+        if stored.fingerprint != fingerprint {
+            return Err(reused_token());
+        }
+        return ApiResponse::from_value(operation, stored.response).map_err(ApiError::internal);
+    }
+
+    let response = call().await?;
+    let call = StoredCall {
+        fingerprint,
+        response: response.to_value().map_err(ApiError::internal)?,
+    };
+    // The call took effect: failing it now would invite a retry that acts
+    // twice, so a record that cannot be written is only logged.
+    if let Err(error) = store.save(&key, &call).await {
+        tracing::error!(operation = key.operation, error = %error, "cannot record clientToken");
+    }
+    Ok(response)
+}
+
+/// The refusal of a token used with other parameters.
+fn reused_token() -> ApiError {
+    ApiError::Conflict {
+        message: "clientToken was already used with different parameters".to_owned(),
+        resource_type: None,
+        resource_id: None,
     }
 }
 
@@ -176,6 +274,68 @@ mod tests {
             .unwrap();
         let error = record
             .run("AKIA", &run_request("t1", 61), || async { Ok(response()) })
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "ConflictException");
+    }
+
+    /// A store that outlives the in-memory record, as a database would.
+    #[derive(Default)]
+    struct MemoryStore(Mutex<HashMap<TokenKey, StoredCall>>);
+
+    #[async_trait]
+    impl TokenStore for MemoryStore {
+        async fn load(&self, key: &TokenKey) -> Result<Option<StoredCall>, BoxError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+
+        async fn save(&self, key: &TokenKey, call: &StoredCall) -> Result<(), BoxError> {
+            self.0.lock().unwrap().insert(key.clone(), call.clone());
+            Ok(())
+        }
+    }
+
+    /// A response of the operation the durable test calls.
+    fn run_response() -> ApiResponse {
+        ApiResponse::RunMicrovm(crate::model::Microvm {
+            microvm_id: "microvm-1".into(),
+            state: crate::model::MicrovmState::Pending,
+            endpoint: "http://microvm-1.localhost:7080".into(),
+            image_arn: "arn".into(),
+            image_version: "1".into(),
+            execution_role_arn: None,
+            idle_policy: None,
+            maximum_duration_in_seconds: 60,
+            started_at: crate::model::Timestamp::from_unix_millis(0),
+            terminated_at: None,
+            state_reason: None,
+            ingress_network_connectors: None,
+            egress_network_connectors: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_durable_record_survives_a_new_server() {
+        let store = Arc::new(MemoryStore::default());
+        let calls = AtomicUsize::new(0);
+        for _ in 0..2 {
+            // A fresh record each time: the server restarted.
+            let record = Idempotency::with_store(store.clone());
+            record
+                .run("AKIA", &run_request("t1", 60), || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(run_response())
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let record = Idempotency::with_store(store);
+        let error = record
+            .run("AKIA", &run_request("t1", 61), || async {
+                Ok(run_response())
+            })
             .await
             .unwrap_err();
         assert_eq!(error.code(), "ConflictException");

@@ -33,5 +33,6 @@ pub use aws_profile::{AwsConfigFiles, ProfileError, DEFAULT_PROFILE};
 pub use control::{Control, RequestContext};
 pub use credentials::{Credentials, CredentialsError};
 pub use error::ApiError;
+pub use idempotency::{StoredCall, TokenKey, TokenStore};
 pub use operation::{ApiRequest, ApiResponse, Operation, OperationSpec};
 pub use server::{router, serve, ApiConfig};

@@ -111,6 +111,17 @@ macro_rules! operations {
                     $(Self::$variant(output) => serde_json::to_value(output),)+
                 }
             }
+
+            /// Reads `operation`'s output back from JSON that
+            /// [`ApiResponse::to_value`] made.
+            pub(crate) fn from_value(
+                operation: Operation,
+                value: Value,
+            ) -> Result<Self, serde_json::Error> {
+                match operation {
+                    $(Operation::$variant => serde_json::from_value(value).map(Self::$variant),)+
+                }
+            }
         }
 
         /// Calls the [`Control`] method for `request`.

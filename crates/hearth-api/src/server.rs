@@ -25,7 +25,7 @@ use tracing::{Instrument, Span};
 use crate::control::{Control, RequestContext};
 use crate::credentials::Credentials;
 use crate::error::ApiError;
-use crate::idempotency::Idempotency;
+use crate::idempotency::{Idempotency, TokenStore};
 use crate::operation::{dispatch, encode_body, ApiResponse, Operation};
 use crate::sigv4::Verifier;
 use crate::{routing, validation};
@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 
 /// How the API server is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// The region requests must be signed for.
     pub region: String,
@@ -45,6 +45,19 @@ pub struct ApiConfig {
     pub credentials: Vec<Credentials>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Where `clientToken` calls are kept durably; in memory only if `None`.
+    pub token_store: Option<Arc<dyn TokenStore>>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("token_store", &self.token_store.is_some())
+            .finish()
+    }
 }
 
 impl ApiConfig {
@@ -54,7 +67,14 @@ impl ApiConfig {
             region: region.into(),
             credentials: vec![credentials],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            token_store: None,
         }
+    }
+
+    /// The same configuration, keeping `clientToken` calls in `store`.
+    pub fn with_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.token_store = Some(store);
+        self
     }
 }
 
@@ -68,10 +88,14 @@ struct AppState {
 
 /// The API as an axum router, serving `control`.
 pub fn router(config: ApiConfig, control: Arc<dyn Control>) -> Router {
+    let idempotency = match config.token_store {
+        Some(store) => Idempotency::with_store(store),
+        None => Idempotency::new(),
+    };
     let state = AppState {
         control,
         verifier: Verifier::new(config.region, &config.credentials),
-        idempotency: Idempotency::new(),
+        idempotency,
         max_body_bytes: config.max_body_bytes,
     };
     Router::new().fallback(handle).with_state(Arc::new(state))

@@ -9,7 +9,8 @@
 //! mtimes truthful. Hard links inside the diff stay hard links.
 //!
 //! Applying the diff with [`crate::layer::apply_layer`] onto the tree as it
-//! was before the step reproduces the tree after it.
+//! was before the step reproduces the tree after it, mtimes to the
+//! nanosecond (a PAX `mtime` record carries what the header cannot).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -235,6 +236,11 @@ fn write_entry<W: Write>(
     let stat = fs::symlink_metadata(abs).map_err(|e| with_path(e, abs))?;
     let mut header = Header::new_gnu();
     header.set_metadata_in_mode(&stat, HeaderMode::Complete);
+    if meta.mtime.1 != 0 {
+        // The header holds whole seconds; a replay must restore the rest.
+        let value = format!("{}.{:09}", meta.mtime.0, meta.mtime.1);
+        builder.append_pax_extensions([("mtime", value.as_bytes())])?;
+    }
 
     if meta.kind != Kind::Dir && meta.nlink > 1 {
         let inode = (meta.dev, meta.ino);

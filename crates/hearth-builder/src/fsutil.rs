@@ -218,8 +218,10 @@ fn copy_entry(
         make_node(dst, &meta)?;
     }
     set_owner_and_mode(dst, &meta, chown)?;
+    // Never open the copy to set its time: opening a device node or a FIFO
+    // has effects of its own (or blocks).
     let mtime = FileTime::from_last_modification_time(&meta);
-    filetime::set_file_mtime(dst, mtime).map_err(|e| with_path(e, dst))
+    filetime::set_symlink_file_times(dst, mtime, mtime).map_err(|e| with_path(e, dst))
 }
 
 /// Creates a device node, FIFO or socket like the one `meta` describes.
@@ -318,6 +320,23 @@ mod tests {
         let made = mkdir_in_root(root, Path::new("app/sub")).unwrap();
         assert_eq!(made, root.join("real/sub"));
         assert!(root.join("real/sub").is_dir());
+    }
+
+    #[test]
+    fn copy_tree_copies_fifos_without_opening_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        nix::unistd::mkfifo(
+            &src.join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        let dst = dir.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        let meta = fs::symlink_metadata(dst.join("pipe")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+        assert_eq!(meta.mode() & 0o7777, 0o640);
     }
 
     #[test]

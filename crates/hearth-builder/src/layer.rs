@@ -69,6 +69,9 @@ pub struct ApplyOptions {
     pub whiteouts: bool,
     /// Set owners from the archive (needs root).
     pub chown: bool,
+    /// Create device nodes; when false they are skipped (a build VM's
+    /// export is never trusted with one).
+    pub devices: bool,
 }
 
 impl Default for ApplyOptions {
@@ -76,6 +79,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             whiteouts: true,
             chown: nix::unistd::geteuid().is_root(),
+            devices: true,
         }
     }
 }
@@ -222,7 +226,9 @@ impl Applier<'_> {
         // Some archivers leave these fields blank; blank means 0.
         let uid = header.uid().unwrap_or(0);
         let gid = header.gid().unwrap_or(0);
-        let mtime = FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        let seconds = header.mtime().unwrap_or(0) as i64;
+        let mtime = pax_mtime(entry).unwrap_or_else(|| FileTime::from_unix_time(seconds, 0));
+        let header = entry.header();
         let existing = fs::symlink_metadata(dst).ok();
 
         match kind {
@@ -277,6 +283,10 @@ impl Applier<'_> {
                 }
                 remove_any(dst).map_err(fail)?;
                 fs::hard_link(&source, dst).map_err(fail)?;
+            }
+            EntryType::Char | EntryType::Block if !self.options.devices => {
+                tracing::warn!(path = raw, "skipping a device node");
+                return Ok(());
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 if !self.options.chown && kind != EntryType::Fifo {
@@ -358,6 +368,35 @@ fn remove_except(path: &Path, written: &HashSet<PathBuf>) -> io::Result<()> {
         remove_except(&child?.path(), written)?;
     }
     Ok(())
+}
+
+/// The mtime of a PAX `mtime` record (`secs[.fraction]`), which keeps the
+/// nanoseconds a header's whole seconds lose.
+fn pax_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<FileTime> {
+    let records = entry.pax_extensions().ok()??;
+    let value = records
+        .filter_map(Result::ok)
+        .find(|r| r.key() == Ok("mtime"))?
+        .value()
+        .ok()?
+        .to_owned();
+    parse_pax_time(&value)
+}
+
+/// Parses `secs[.fraction]`, keeping up to nanoseconds.
+fn parse_pax_time(value: &str) -> Option<FileTime> {
+    let (secs, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = fraction
+        .chars()
+        .chain("000000000".chars())
+        .take(9)
+        .collect();
+    let nanos: u32 = digits.parse().ok()?;
+    Some(FileTime::from_unix_time(secs, nanos))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -1,5 +1,5 @@
-//! hearth-builder: code artifact → Dockerfile → root file system + image
-//! config, for everything in an image build that needs no VM.
+//! hearth-builder: code artifact → Dockerfile → root file system → microVM
+//! snapshot; hearth's image builds.
 //!
 //! The pipeline, module by module:
 //!
@@ -17,6 +17,11 @@
 //!   [`runner::StepRunner`] (a build microVM in production, never the host),
 //!   progress goes out as [`events::BuildEvent`]s, and the result is a root
 //!   file system plus a [`config::ImageConfig`].
+//! - [`vm`], [`vm_runner`]: the build microVMs that run RUN steps, and the
+//!   runner that brings each step's changes back.
+//! - [`image`]: the whole build of an image version: artifact, Dockerfile,
+//!   the app booted on the managed base image until ready, its snapshot, the
+//!   validation, and the layout of built versions on disk.
 //!
 //! Builds run as root, so that ownership in layers and COPY `--chown` can be
 //! applied; without root, owners are left as they fall.
@@ -31,6 +36,7 @@ pub mod dockerfile;
 pub mod events;
 pub mod fsutil;
 pub mod ignore;
+pub mod image;
 pub mod layer;
 pub mod oci;
 pub mod plan;
@@ -38,6 +44,8 @@ pub mod reference;
 pub mod runner;
 pub mod seed;
 pub mod store;
+pub mod vm;
+pub mod vm_runner;
 
 pub use config::ImageConfig;
 pub use plan::{BuildError, BuildOutput, BuildRequest, Builder};

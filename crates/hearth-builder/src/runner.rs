@@ -63,6 +63,15 @@ impl OutputSink {
         OutputSink { step, events }
     }
 
+    /// A sink that sends its lines to `events` as step `step`'s output,
+    /// for runners tested on their own.
+    pub fn for_tests(step: usize, events: mpsc::UnboundedSender<BuildEvent>) -> Self {
+        OutputSink {
+            step,
+            events: Some(events),
+        }
+    }
+
     /// A sink that drops everything.
     pub fn discard() -> Self {
         OutputSink {
@@ -84,8 +93,8 @@ impl OutputSink {
 
 /// Executes RUN steps. See the module docs for the contract.
 pub trait StepRunner: Send + Sync {
-    /// Runs `argv` in `rootfs` as `user` in `cwd` with `env`, streaming its
-    /// output to `output`.
+    /// Runs `argv` in `rootfs` as `user` (`0` when the image sets none) in
+    /// `cwd` with `env`, streaming its output to `output`.
     ///
     /// # Errors
     ///

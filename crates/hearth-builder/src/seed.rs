@@ -3,6 +3,8 @@
 //! `debootstrap --variant=minbase`.
 //!
 //! Both are idempotent: an image already in the store is returned as it is.
+//! A Debian image keeps nothing of the host: its resolver, hostname and
+//! hosts files are reset.
 //! Both build in the store's staging area and commit only when complete.
 
 use std::fs;
@@ -277,6 +279,18 @@ pub async fn seed_debian(
         });
     }
 
+    // debootstrap copies the host's resolver, hostname and hosts into the
+    // tree; an image must not carry them.
+    for (file, text) in DEBIAN_HOST_FILES {
+        let path = root.join(file);
+        fs::write(&path, text)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o644)))
+            .map_err(|source| SeedError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    }
+
     let config = ImageConfig {
         env: vec![format!("PATH={DEFAULT_PATH}")],
         cmd: vec![String::from("bash")],
@@ -291,6 +305,16 @@ pub async fn seed_debian(
     );
     Ok(store.commit(staging, reference, &id, "debootstrap", &config)?)
 }
+
+/// The files of a Debian image that say nothing of the host it was made on.
+const DEBIAN_HOST_FILES: &[(&str, &str)] = &[
+    ("etc/resolv.conf", ""),
+    ("etc/hostname", "localhost\n"),
+    (
+        "etc/hosts",
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    ),
+];
 
 /// The Debian suite a reference's tag names.
 pub fn debian_suite(reference: &str) -> Option<&'static str> {

@@ -240,7 +240,7 @@ async fn multi_stage_build_produces_rootfs_and_config() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].argv, vec!["/bin/sh", "-c", "make-artifact"]);
     assert_eq!(calls[0].cwd, "/app");
-    assert_eq!(calls[0].user, "root");
+    assert_eq!(calls[0].user, "0");
     assert!(calls[0]
         .env
         .contains(&("GREETING".into(), "hello world".into())));

@@ -58,6 +58,11 @@ async fn debian_seed_runs_debootstrap_when_asked() {
     assert!(version.starts_with("12."), "{version}");
     assert!(image.rootfs.join("bin/bash").exists() || image.rootfs.join("usr/bin/bash").exists());
     assert_eq!(image.config.cmd, vec!["bash"]);
+    assert_eq!(
+        fs::read_to_string(image.rootfs.join("etc/resolv.conf")).unwrap(),
+        "",
+        "the host's resolver stays out of the image"
+    );
     assert!(
         !Path::new(&image.rootfs).join("proc/self").exists(),
         "nothing stays mounted"

@@ -146,6 +146,55 @@ pub enum Request {
     Identity(Identity),
     /// Powers the guest off.
     Shutdown,
+    /// Brings up a network interface with an address, a default route and
+    /// DNS servers; answers [`Control::Ok`].
+    Network(NetworkSpec),
+    /// Records the metadata of every path of the root filesystem (mounts
+    /// inside it are not crossed) as the baseline of a later
+    /// [`Request::FsExport`]; answers [`Control::Ok`] with the entry count.
+    FsMark,
+    /// Sends an uncompressed tar of the root filesystem on channel 0, then
+    /// `Eof` and [`Control::Ok`] with an [`FsExportSummary`]. Mounts inside
+    /// the root, device nodes and sockets are left out.
+    FsExport {
+        /// Only what changed since the last [`Request::FsMark`], as an OCI
+        /// layer: changed and new entries, and `.wh.` whiteouts for removed
+        /// ones.
+        #[serde(default)]
+        since_mark: bool,
+    },
+}
+
+/// How the agent configures the guest's network for [`Request::Network`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// The interface (default `eth0`).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// The IPv4 address with its prefix length, such as `10.0.2.15/24`.
+    pub address: String,
+    /// The IPv4 address of the default gateway, if any.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// DNS servers. Commands see them in `/etc/resolv.conf`, which is
+    /// mounted over the image's file and never written into it.
+    #[serde(default)]
+    pub dns: Vec<String>,
+}
+
+/// What a [`Request::FsExport`] sent, the value of its [`Control::Ok`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FsExportSummary {
+    /// Entries (files, directories, links) in the tar.
+    pub entries: u64,
+    /// Whiteouts for removed paths.
+    #[serde(default)]
+    pub removed: u64,
+    /// File content bytes in the tar.
+    pub bytes: u64,
+    /// Mount points inside the root that were left out, as absolute paths.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// Fresh identity for a guest, sent after every boot and restore.
@@ -249,6 +298,21 @@ mod tests {
         assert_eq!(json, serde_json::json!({"op": "tunnel", "port": 8080}));
         let back: Request = serde_json::from_value(json).expect("parse");
         assert_eq!(back, Request::Tunnel { port: 8080 });
+    }
+
+    #[test]
+    fn build_requests_round_trip_with_defaults() {
+        let json = serde_json::json!({"op": "fs_export"});
+        let back: Request = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, Request::FsExport { since_mark: false });
+
+        let json = serde_json::json!({"op": "network", "address": "10.0.2.15/24"});
+        let back: Request = serde_json::from_value(json).expect("parse");
+        let expected = NetworkSpec {
+            address: "10.0.2.15/24".to_owned(),
+            ..NetworkSpec::default()
+        };
+        assert_eq!(back, Request::Network(expected));
     }
 
     #[test]

@@ -350,6 +350,12 @@ pub struct SessionTasks<R, W> {
 }
 
 impl<R, W> SessionTasks<R, W> {
+    /// Stops the session's tasks at once, dropping the channel.
+    pub fn abort(self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+
     /// Waits for the session to end and returns the channel and why it ended.
     ///
     /// # Panics

@@ -29,7 +29,7 @@ pub enum ClientError {
     #[error("{0}")]
     Refused(String),
     /// The stream ended before its answer.
-    #[error("{0}")]
+    #[error(transparent)]
     Session(#[from] SessionError),
     /// A local read or write failed.
     #[error("local i/o")]

@@ -17,6 +17,14 @@ pub enum LaunchError {
     /// The root filesystem given does not exist.
     #[error("root filesystem {0} does not exist")]
     NoRootfs(PathBuf),
+    /// The root filesystem given is a file but not a disk image.
+    #[error("{0} is neither a directory nor an ext4 or qcow2 disk image")]
+    NotAnImage(PathBuf),
+    /// The data directory's path is too long for the VM's sockets.
+    #[error(
+        "the VM directory {0} is too long a path for a unix socket (set a shorter HEARTH_DATA)"
+    )]
+    PathTooLong(PathBuf),
     /// A file of the VM could not be made.
     #[error("{what} {path}")]
     Io {
@@ -107,6 +115,10 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Lau
 pub async fn boot(host: &Host, spec: BootSpec) -> Result<VmDir, LaunchError> {
     let id = new_id();
     let dir = VmDir::new(&host.data, &id);
+    check_socket_path(&dir)?;
+    if let RootSource::Image(image) = &spec.root {
+        check_image(image)?;
+    }
     std::fs::create_dir_all(dir.root()).map_err(io_err("creating", dir.root()))?;
 
     let base = match spec.root {
@@ -158,6 +170,18 @@ pub async fn boot(host: &Host, spec: BootSpec) -> Result<VmDir, LaunchError> {
 /// Fails when the snapshot is damaged or was taken by an incompatible QEMU,
 /// or when the VM does not start.
 pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError> {
+    restore_as(host, snapshot, &new_id()).await
+}
+
+/// Like [`restore`], with the VM's id chosen by the caller (a microVM's VM
+/// carries the microVM's id). A VM that does not start leaves its directory,
+/// with its logs, for the caller to inspect and remove.
+///
+/// # Errors
+///
+/// Fails when the snapshot is damaged or was taken by an incompatible QEMU,
+/// when the id is taken, or when the VM does not start.
+pub async fn restore_as(host: &Host, snapshot: &Path, id: &str) -> Result<VmDir, LaunchError> {
     let snap_err = |source| LaunchError::Snapshot {
         path: snapshot.to_owned(),
         source,
@@ -167,9 +191,11 @@ pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError>
         .map_err(snap_err)?;
     let meta = opened.meta();
 
-    let id = new_id();
-    let dir = VmDir::new(&host.data, &id);
-    std::fs::create_dir_all(dir.root()).map_err(io_err("creating", dir.root()))?;
+    let dir = VmDir::new(&host.data, id);
+    check_socket_path(&dir)?;
+    let vms = host.data.join("vms");
+    std::fs::create_dir_all(&vms).map_err(io_err("creating", &vms))?;
+    std::fs::create_dir(dir.root()).map_err(io_err("creating", dir.root()))?;
 
     // The VM writes to its own copy of the snapshot's disk.
     let source = snapshot.join("disk.qcow2");
@@ -184,14 +210,14 @@ pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError>
 
     let snapshot = std::fs::canonicalize(snapshot).map_err(io_err("resolving", snapshot))?;
     let config = VmConfig {
-        id: id.clone(),
+        id: id.to_owned(),
         vcpus: meta.machine.vcpus,
         memory_mib: meta.machine.memory_mib,
         kernel: host.kernel.clone(),
         initramfs: host.initramfs.clone(),
         app: None,
         restore_from: Some(snapshot),
-        hostname: id.clone(),
+        hostname: id.to_owned(),
         accel_cache: host.accel_cache.clone(),
     };
     start(host, &dir, &config).await?;
@@ -219,14 +245,45 @@ async fn start(host: &Host, dir: &VmDir, config: &VmConfig) -> Result<(), Launch
         .spawn()
         .map_err(io_err("starting the shim", &host.exe))?;
 
-    // Reap the shim if it exits while this process still runs.
+    // Reap the shim if it exits while this process still runs, and let the
+    // wait below know at once.
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut child = child;
-        let _ = child.wait();
+        let status = child.wait();
+        let _ = exited_tx.send(status.map(|s| s.to_string()).unwrap_or_default());
     });
 
-    wait_ready(dir, READY_TIMEOUT).await
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match wait_ready(dir, Duration::from_millis(200)).await {
+            Ok(()) => return Ok(()),
+            Err(err @ LaunchError::Failed { .. }) if Instant::now() >= deadline => return Err(err),
+            Err(LaunchError::Failed { reason, .. }) if reason != NOT_READY => {
+                return Err(failed(dir, reason));
+            }
+            Err(_) => {}
+        }
+        if let Ok(status) = exited_rx.try_recv() {
+            // The shim may have recorded why before it went.
+            if let Err(LaunchError::Failed { reason, .. }) = wait_ready(dir, Duration::ZERO).await {
+                if reason != NOT_READY {
+                    return Err(failed(dir, reason));
+                }
+            }
+            let log = std::fs::read_to_string(dir.shim_log()).unwrap_or_default();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            return Err(failed(dir, format!("its shim exited ({status}): {last}")));
+        }
+    }
 }
+
+const NOT_READY: &str = "not ready in time";
 
 /// Waits until the VM in `dir` runs, or says why it will not.
 ///
@@ -245,10 +302,46 @@ pub async fn wait_ready(dir: &VmDir, timeout: Duration) -> Result<(), LaunchErro
                 return Err(failed(dir, reason));
             }
             _ if Instant::now() >= deadline => {
-                return Err(failed(dir, "not ready in time".to_owned()));
+                return Err(failed(dir, NOT_READY.to_owned()));
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    }
+}
+
+/// Unix socket paths are limited to 107 bytes.
+fn check_socket_path(dir: &VmDir) -> Result<(), LaunchError> {
+    let len = dir.shim_socket().as_os_str().len();
+    if len > 107 {
+        return Err(LaunchError::PathTooLong(dir.root().to_owned()));
+    }
+    Ok(())
+}
+
+/// A root disk image must be ext4 (raw) or qcow2.
+fn check_image(image: &Path) -> Result<(), LaunchError> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    let not_image = || LaunchError::NotAnImage(image.to_owned());
+    let mut file =
+        std::fs::File::open(image).map_err(|_| LaunchError::NoRootfs(image.to_owned()))?;
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(not_image());
+    }
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_ok() && magic == *b"QFI\xfb" {
+        return Ok(());
+    }
+
+    // The ext2/3/4 superblock starts at 1024; its magic 0xEF53 is at 56.
+    let mut ext_magic = [0u8; 2];
+    file.seek(SeekFrom::Start(1024 + 56))
+        .map_err(|_| not_image())?;
+    file.read_exact(&mut ext_magic).map_err(|_| not_image())?;
+    if ext_magic == [0x53, 0xef] {
+        Ok(())
+    } else {
+        Err(not_image())
     }
 }
 

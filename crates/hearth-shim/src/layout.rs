@@ -88,6 +88,19 @@ impl VmDir {
         self.root.join("agent.sock")
     }
 
+    /// Whether `pid` is a live process of this VM (its shim or its QEMU): its
+    /// command line names this directory. A recorded pid alone proves
+    /// nothing after the process is gone and the number is reused.
+    pub fn owns_process(&self, pid: u32) -> bool {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let root = self.root.to_string_lossy();
+        cmdline
+            .split(|b| *b == 0)
+            .any(|arg| String::from_utf8_lossy(arg).contains(root.as_ref()))
+    }
+
     /// Reads `config.json`.
     ///
     /// # Errors

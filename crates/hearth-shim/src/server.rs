@@ -516,20 +516,33 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
     let mut agent = shim.agent.write().await;
     let link = agent.take().ok_or_else(|| exit_reason(shim))?;
     set_status(shim, VmStatus::Snapshotting).await;
-    if let Err(err) = tokio::time::timeout(
+    let frozen = tokio::time::timeout(
         FREEZE_TIMEOUT,
         link.session.freeze("the VM is being snapshotted"),
     )
-    .await
-    {
-        tracing::warn!(%err, "agent did not acknowledge the freeze");
-    }
-    let (reader, writer, _) = link.tasks.join().await;
+    .await;
+    // A guest that acknowledged keeps its channel for the next session; one
+    // that did not gets a fresh connection after the snapshot.
+    let channel = match frozen {
+        Ok(Ok(())) => Some(link.tasks.join().await),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "agent session ended during the freeze");
+            link.tasks.abort();
+            None
+        }
+        Err(_) => {
+            tracing::warn!("agent did not acknowledge the freeze in time");
+            link.tasks.abort();
+            None
+        }
+    };
 
     let paused = Instant::now();
     let taken = take_snapshot(shim, path).await;
     let paused_ms;
-    if stop {
+
+    // A failed snapshot never stops the VM: it continues as if not asked.
+    if stop && taken.is_ok() {
         paused_ms = paused.elapsed().as_millis() as u64;
         let _ = shim.vm.quit().await;
     } else {
@@ -537,9 +550,11 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
         paused_ms = paused.elapsed().as_millis() as u64;
         resumed.map_err(|e| format!("resume after snapshot: {}", error_chain(&e)))?;
         let deadline = Instant::now() + RESTORE_TIMEOUT;
-        let link = handshake(reader, writer, deadline, &shim.vm)
-            .await
-            .map_err(|e| format!("agent after snapshot: {}", error_chain(&e)))?;
+        let link = match channel {
+            Some((reader, writer, _)) => handshake(reader, writer, deadline, &shim.vm).await,
+            None => connect_agent(&shim.dir.agent_socket(), RESTORE_TIMEOUT, &shim.vm).await,
+        }
+        .map_err(|e| format!("agent after snapshot: {}", error_chain(&e)))?;
         *agent = Some(link);
         set_status(shim, VmStatus::Running).await;
     }

@@ -27,7 +27,7 @@ pub use accel::{choose_accel, probe_accel, Accel, AccelChoice};
 pub use backend::{MicroVm, QemuVmm, Vmm};
 pub use disk::DiskError;
 pub use qemu::{
-    Disk, DiskFormat, ExitReason, MachineConfig, MachineSpec, QemuVersion, QemuVm, StateInfo,
-    VmError,
+    Disk, DiskFormat, ExitReason, MachineConfig, MachineSpec, Network, QemuVersion, QemuVm,
+    StateInfo, VmError,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotMeta};

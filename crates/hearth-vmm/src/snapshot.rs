@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest;
 use crate::disk::{self, DiskError};
-use crate::qemu::{MachineConfig, MachineSpec, QemuVersion, QemuVm, StateInfo, VmError};
+use crate::qemu::{MachineConfig, MachineSpec, Network, QemuVersion, QemuVm, StateInfo, VmError};
 
 /// The version of the layout this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -305,6 +305,16 @@ impl Snapshot {
         config.vcpus = self.meta.machine.vcpus;
         config.memory_mib = self.meta.machine.memory_mib;
         config.accel = self.meta.machine.accel;
+        config.network = match self
+            .meta
+            .machine
+            .devices
+            .iter()
+            .any(|d| d.starts_with("virtio-net"))
+        {
+            true => Network::User,
+            false => Network::None,
+        };
         config.incoming = true;
         config
     }

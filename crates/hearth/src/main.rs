@@ -1,7 +1,8 @@
 //! The `hearth` command: every role of hearth in one binary.
 //!
 //! `hearth vm …` drives single VMs through their shims, `hearth bench …`
-//! measures, and the hidden `hearth shim DIR` is the per-VM supervisor that
+//! measures, `hearth serve` runs the Lambda MicroVMs API and the control
+//! plane, and the hidden `hearth shim DIR` is the per-VM supervisor that
 //! `hearth vm boot` and `hearth vm restore` start.
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,11 @@ enum Command {
     /// Measure hearth on this machine.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Build, list and remove images (Dockerfile → microVM snapshot).
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
+    /// Serve the Lambda MicroVMs API, the artifact store and the control plane.
+    Serve(cmd::serve::ServeArgs),
     /// Run the supervisor of the VM in DIR (started by `hearth vm`).
     #[command(hide = true)]
     Shim {
@@ -39,8 +45,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_shim = matches!(cli.command, Command::Shim { .. });
-    init_tracing(if is_shim { "info" } else { "warn" });
+    let is_daemon = matches!(cli.command, Command::Shim { .. } | Command::Serve(_));
+    init_tracing(if is_daemon { "info" } else { "warn" });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,10 +57,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Vm(command) => cmd::vm::run(command).await,
             Command::Bench(command) => cmd::bench::run(command).await,
+            Command::Image(command) => cmd::image::run(command).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
             Command::Shim { dir } => cmd::shim(dir).await,
         }
     });
 
+    // A blocking read of standard input must not hold the exit.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -56,6 +56,21 @@ impl TarBuilder {
         self
     }
 
+    pub(crate) fn pax_mtime(mut self, value: &str) -> Self {
+        self.0
+            .append_pax_extensions([("mtime", value.as_bytes())])
+            .unwrap();
+        self
+    }
+
+    pub(crate) fn device(mut self, path: &str) -> Self {
+        let mut h = Self::header(EntryType::Char, 0o666);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        self.0.append_data(&mut h, path, io::empty()).unwrap();
+        self
+    }
+
     /// An entry with a raw name, bypassing the tar crate's own checks.
     pub(crate) fn raw_file(mut self, name: &str, data: &str) -> Self {
         let mut h = Self::header(EntryType::Regular, 0o644);
@@ -244,4 +259,42 @@ fn gzip_layers_are_detected() {
     fs::create_dir(&root).unwrap();
     apply_layer_file(&root, &path, ApplyOptions::default()).unwrap();
     assert_eq!(fs::read_to_string(root.join("z")).unwrap(), "zipped");
+}
+
+#[test]
+fn pax_mtimes_keep_their_nanoseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = TarBuilder::new()
+        .pax_mtime("1700000001.123456789")
+        .file("f", "x")
+        .file("g", "y");
+    apply(dir.path(), layer).unwrap();
+    let f = fs::metadata(dir.path().join("f")).unwrap();
+    assert_eq!((f.mtime(), f.mtime_nsec()), (1_700_000_001, 123_456_789));
+    let g = fs::metadata(dir.path().join("g")).unwrap();
+    assert_eq!(
+        (g.mtime(), g.mtime_nsec()),
+        (1_700_000_000, 0),
+        "one entry only"
+    );
+
+    assert_eq!(
+        parse_pax_time("5.5"),
+        Some(FileTime::from_unix_time(5, 500_000_000))
+    );
+    assert_eq!(parse_pax_time("7"), Some(FileTime::from_unix_time(7, 0)));
+    assert_eq!(parse_pax_time("x.1"), None);
+}
+
+#[test]
+fn device_nodes_are_skipped_when_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = TarBuilder::new().device("null").file("f", "x");
+    let options = ApplyOptions {
+        devices: false,
+        ..ApplyOptions::default()
+    };
+    apply_layer(dir.path(), layer.bytes().as_slice(), options).unwrap();
+    assert!(fs::symlink_metadata(dir.path().join("null")).is_err());
+    assert!(dir.path().join("f").exists());
 }

@@ -30,8 +30,10 @@ impl<R: StepRunner> Builder<'_, R> {
             "" => String::from("/"),
             dir => dir.to_owned(),
         };
+        // Without USER a step runs as uid 0, which needs no passwd entry
+        // (an image may have no /etc/passwd at all).
         let user = match state.config.user.as_str() {
-            "" => String::from("root"),
+            "" => String::from("0"),
             u => u.to_owned(),
         };
         let sink = OutputSink::new(run.step + 1, self.events.clone());

@@ -79,6 +79,40 @@ pub struct MachineConfig {
     pub accel: Accel,
     /// Start paused and wait for a saved state (`-incoming defer`).
     pub incoming: bool,
+    /// The guest's network.
+    pub network: Network,
+}
+
+/// A VM's network device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No network device at all.
+    #[default]
+    None,
+    /// A virtio-net device on QEMU's user-mode network (slirp): the guest
+    /// is `10.0.2.15/24`, its gateway `10.0.2.2`, its DNS server `10.0.2.3`,
+    /// and its connections leave through QEMU's own sockets on the host.
+    // Limitation: QEMU user networking lets the guest reach the host's
+    // loopback as 10.0.2.2; isolation needs a network namespace per VM.
+    User,
+}
+
+impl Network {
+    /// The guest's address on QEMU's user network, with its prefix.
+    pub const USER_ADDRESS: &'static str = "10.0.2.15/24";
+    /// The gateway on QEMU's user network.
+    pub const USER_GATEWAY: &'static str = "10.0.2.2";
+    /// The DNS server QEMU's user network provides.
+    pub const USER_DNS: &'static str = "10.0.2.3";
+
+    /// The device as [`MachineSpec::devices`] names it, if there is one.
+    fn device(self) -> Option<&'static str> {
+        match self {
+            Network::None => None,
+            Network::User => Some("virtio-net-device,user"),
+        }
+    }
 }
 
 impl MachineConfig {
@@ -98,6 +132,7 @@ impl MachineConfig {
             console_log: dir.join("console.log"),
             accel,
             incoming: false,
+            network: Network::None,
         }
     }
 
@@ -135,6 +170,7 @@ impl MachineConfig {
             let mode = if disk.read_only { "ro" } else { "rw" };
             devices.push(format!("virtio-blk-device,{mode}"));
         }
+        devices.extend(self.network.device().map(str::to_owned));
 
         MachineSpec {
             machine: MACHINE.to_owned(),
@@ -192,7 +228,15 @@ impl MachineConfig {
                 format!("virtio-blk-device,drive=disk{i}"),
             ]);
         }
-        args.push(["-nic", "none"]);
+        match self.network {
+            Network::None => args.push(["-nic", "none"]),
+            Network::User => args.push([
+                "-netdev",
+                "user,id=net0",
+                "-device",
+                "virtio-net-device,netdev=net0",
+            ]),
+        }
 
         if self.incoming {
             // -S keeps the loaded VM paused until `resume`.
@@ -382,6 +426,26 @@ mod tests {
         assert!(joined.contains("virtserialport,chardev=agent,name=hearth.agent"));
         assert!(joined.contains("-device virtio-blk-device,drive=disk0"));
         assert!(!joined.contains("-incoming"));
+    }
+
+    #[test]
+    fn user_networking_adds_a_virtio_net_device() {
+        let mut config = config();
+        let without = config.spec();
+        config.network = Network::User;
+        let args: Vec<String> = config
+            .args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(joined.contains("-netdev user,id=net0 -device virtio-net-device,netdev=net0"));
+        assert!(!joined.contains("-nic none"));
+        assert_eq!(
+            config.spec().devices.last().map(String::as_str),
+            Some("virtio-net-device,user")
+        );
+        assert!(without.difference(&config.spec()).is_some());
     }
 
     #[test]

@@ -21,7 +21,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 pub use config::{
-    Disk, DiskFormat, MachineConfig, MachineSpec, QemuVersion, AGENT_PORT_NAME, BASE_CMDLINE,
+    Disk, DiskFormat, MachineConfig, MachineSpec, Network, QemuVersion, AGENT_PORT_NAME,
+    BASE_CMDLINE,
 };
 pub use migrate::StateInfo;
 pub use process::ExitReason;

@@ -1,6 +1,8 @@
 //! The subcommands.
 
 pub mod bench;
+pub mod image;
+pub mod serve;
 pub mod vm;
 
 use std::path::PathBuf;

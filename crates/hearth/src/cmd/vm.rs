@@ -150,6 +150,21 @@ pub fn host() -> Result<Host> {
 }
 
 async fn boot(args: BootArgs) -> Result<ExitCode> {
+    if !(1..=64).contains(&args.vcpus) {
+        bail!("--vcpus must be between 1 and 64, not {}", args.vcpus);
+    }
+    if !(128..=262_144).contains(&args.memory) {
+        bail!(
+            "--memory must be between 128 and 262144 MiB, not {}",
+            args.memory
+        );
+    }
+    if args.disk < 64 {
+        bail!("--disk must be at least 64 MiB, not {}", args.disk);
+    }
+    if let Some(bad) = args.env.iter().find(|e| !e.contains('=')) {
+        bail!("--env takes KEY=value, not {bad:?}");
+    }
     let host = host()?;
     let root = if args.rootfs.is_dir() {
         RootSource::Dir(args.rootfs)
@@ -221,7 +236,26 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
         let stdin = forward.then(tokio::io::stdin);
         let mut stdout = tokio::io::stdout();
         let mut stderr = tokio::io::stderr();
-        client.exec(spec, stdin, &mut stdout, &mut stderr).await?
+        match client.exec(spec, stdin, &mut stdout, &mut stderr).await {
+            Ok(status) => status,
+            // As shells do: 127 for a program not found, 126 for one that
+            // cannot be run.
+            Err(hearth_shim::ClientError::Refused(message)) => {
+                eprintln!("hearth: {message}");
+                let code = if message.contains("No such file") {
+                    127
+                } else {
+                    126
+                };
+                return Ok(ExitCode::from(code));
+            }
+            Err(hearth_shim::ClientError::Io(err))
+                if err.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                return Ok(ExitCode::from(141));
+            }
+            Err(err) => return Err(err.into()),
+        }
     };
     Ok(ExitCode::from(status.shell_code().clamp(0, 255) as u8))
 }
@@ -270,7 +304,7 @@ async fn ls(json: bool) -> Result<ExitCode> {
             let (Ok(config), Ok(mut state)) = (dir.read_config(), dir.read_state()) else {
                 continue;
             };
-            if state.status != VmStatus::Exited && !alive(state.shim_pid) {
+            if state.status != VmStatus::Exited && !dir.owns_process(state.shim_pid) {
                 state.status = VmStatus::Exited;
                 state.exit = Some("its shim is gone".to_owned());
             }
@@ -303,10 +337,6 @@ async fn ls(json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 async fn console(id: &str, follow: bool) -> Result<ExitCode> {
@@ -392,33 +422,48 @@ async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
 }
 
 async fn rm(ids: &[String]) -> Result<ExitCode> {
+    let mut failed = false;
     for id in ids {
-        let dir = vm_dir(id)?;
-        let state = dir.read_state().ok();
-        let running = state
-            .as_ref()
-            .is_some_and(|s| s.status != VmStatus::Exited && alive(s.shim_pid));
-        if running {
-            match ShimClient::connect(&dir).await {
-                Ok(client) => client.stop().await?,
-                Err(_) => kill_recorded(&dir),
-            }
+        if let Err(err) = rm_one(id).await {
+            eprintln!("hearth: {id}: {err:#}");
+            failed = true;
         }
-        std::fs::remove_dir_all(dir.root())
-            .with_context(|| format!("removing {}", dir.root().display()))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// Ends the QEMU and shim processes a VM's state records, when its shim no
-/// longer answers.
+async fn rm_one(id: &str) -> Result<()> {
+    let dir = vm_dir(id)?;
+    let state = dir.read_state().ok();
+    let shim_alive = state.as_ref().is_some_and(|s| dir.owns_process(s.shim_pid));
+    if shim_alive {
+        if let Ok(client) = ShimClient::connect(&dir).await {
+            if let Err(err) = client.stop().await {
+                tracing::warn!(vm = id, error = %err, "stop failed; killing the VM");
+            }
+        }
+    }
+    // Whatever is still running of it (a QEMU whose shim died, a shim that
+    // did not answer) is ended by its recorded pid, once the pid is proven
+    // to be this VM's.
+    kill_recorded(&dir);
+    std::fs::remove_dir_all(dir.root())
+        .with_context(|| format!("removing {}", dir.root().display()))
+}
+
+/// Ends the QEMU and shim processes a VM's state records that still run.
 fn kill_recorded(dir: &VmDir) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     if let Ok(state) = dir.read_state() {
-        if let Some(pid) = state.qemu_pid {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        for pid in state.qemu_pid.into_iter().chain([state.shim_pid]) {
+            if dir.owns_process(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
         }
-        let _ = kill(Pid::from_raw(state.shim_pid as i32), Signal::SIGKILL);
     }
 }

@@ -1,0 +1,102 @@
+//! The node seam: what the control plane asks of the machine that runs
+//! microVMs. [`ShimNode`] runs each microVM under its own shim on this
+//! host; another backend (a remote node, a fake for tests) implements the
+//! same trait.
+//!
+//! A microVM's VM has the microVM's id, so its directory is
+//! `<data>/vms/<microvm-id>` and its guest's hostname is the id.
+
+mod shim;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::hooks::{Hook, HookError};
+use crate::ids::MicrovmId;
+
+pub use shim::ShimNode;
+
+/// Errors of node operations.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The VM's files could not be made.
+    #[error("cannot prepare vm {id}: {detail}")]
+    Prepare {
+        /// The VM.
+        id: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The VM did not start.
+    #[error("vm {id} did not start")]
+    Start {
+        /// The VM.
+        id: String,
+        /// Why.
+        #[source]
+        source: hearth_shim::launch::LaunchError,
+    },
+    /// The VM's shim does not answer.
+    #[error("vm {id} is not reachable")]
+    Unreachable {
+        /// The VM.
+        id: String,
+        /// Why.
+        #[source]
+        source: hearth_shim::ClientError,
+    },
+    /// A hook did not answer 200.
+    #[error("{hook} hook failed")]
+    Hook {
+        /// The hook.
+        hook: &'static str,
+        /// What happened.
+        #[source]
+        source: HookError,
+    },
+    /// A snapshot could not be taken.
+    #[error("snapshot of vm {id} failed")]
+    Snapshot {
+        /// The VM.
+        id: String,
+        /// Why.
+        #[source]
+        source: hearth_shim::ClientError,
+    },
+}
+
+/// Runs microVMs.
+#[async_trait]
+pub trait Node: Send + Sync + 'static {
+    /// Starts microVM `id` from the snapshot directory `snapshot` and
+    /// returns once its agent answers (and the guest has fresh entropy,
+    /// clock and hostname). A VM that did not start leaves nothing behind.
+    async fn restore(&self, id: &MicrovmId, snapshot: &Path) -> Result<(), NodeError>;
+
+    /// Calls a lifecycle hook in microVM `id`; `Ok` only for a 200.
+    async fn call_hook(
+        &self,
+        id: &MicrovmId,
+        port: u16,
+        hook: Hook,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(), NodeError>;
+
+    /// Snapshots microVM `id` into the directory `dest`, stops it and
+    /// removes its VM directory.
+    async fn suspend(&self, id: &MicrovmId, dest: &Path) -> Result<(), NodeError>;
+
+    /// Stops microVM `id` if it runs and removes its VM directory;
+    /// stopping one that is gone succeeds.
+    async fn stop(&self, id: &MicrovmId);
+
+    /// Whether microVM `id`'s VM is running.
+    fn is_running(&self, id: &MicrovmId) -> bool;
+
+    /// Stops a VM that is not a microVM (a build's) by its VM id and
+    /// removes its directory.
+    async fn discard_vm(&self, vm_id: &str);
+}

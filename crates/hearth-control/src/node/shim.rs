@@ -1,0 +1,146 @@
+//! microVMs as shim-supervised QEMU VMs on this host.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hearth_shim::launch;
+use hearth_shim::{ShimClient, VmDir, VmStatus};
+
+use super::{Node, NodeError};
+use crate::hooks::{self, Hook};
+use crate::ids::MicrovmId;
+use crate::pipeline::VmHost;
+
+/// Runs microVMs under shims on this host.
+#[derive(Clone, Debug)]
+pub struct ShimNode {
+    host: VmHost,
+}
+
+impl ShimNode {
+    /// A node that launches VMs with `host`'s files and program.
+    pub fn new(host: VmHost) -> Self {
+        Self { host }
+    }
+
+    fn dir(&self, id: &str) -> VmDir {
+        VmDir::new(&self.host.data, id)
+    }
+
+    async fn client(&self, id: &MicrovmId) -> Result<ShimClient, NodeError> {
+        ShimClient::connect(&self.dir(id.as_str()))
+            .await
+            .map_err(|source| NodeError::Unreachable {
+                id: id.to_string(),
+                source,
+            })
+    }
+}
+
+#[async_trait]
+impl Node for ShimNode {
+    async fn restore(&self, id: &MicrovmId, snapshot: &Path) -> Result<(), NodeError> {
+        let host = self.host.launch_host();
+        if let Err(source) = launch::restore_as(&host, snapshot, id.as_str()).await {
+            self.stop(id).await;
+            return Err(NodeError::Start {
+                id: id.to_string(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    async fn call_hook(
+        &self,
+        id: &MicrovmId,
+        port: u16,
+        hook: Hook,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let client = self.client(id).await?;
+        hooks::call(&client, port, hook, body, timeout)
+            .await
+            .map_err(|source| NodeError::Hook {
+                hook: hook.name(),
+                source,
+            })
+    }
+
+    async fn suspend(&self, id: &MicrovmId, dest: &Path) -> Result<(), NodeError> {
+        let client = self.client(id).await?;
+        client
+            .snapshot(dest, true)
+            .await
+            .map_err(|source| NodeError::Snapshot {
+                id: id.to_string(),
+                source,
+            })?;
+        drop(client);
+        self.stop(id).await;
+        Ok(())
+    }
+
+    async fn stop(&self, id: &MicrovmId) {
+        self.discard_vm(id.as_str()).await;
+    }
+
+    fn is_running(&self, id: &MicrovmId) -> bool {
+        let Ok(state) = self.dir(id.as_str()).read_state() else {
+            return false;
+        };
+        state.status != VmStatus::Exited && process_alive(state.shim_pid)
+    }
+
+    async fn discard_vm(&self, vm_id: &str) {
+        if vm_id.is_empty() || vm_id.contains('/') {
+            return;
+        }
+        let dir = self.dir(vm_id);
+        if !dir.root().exists() {
+            return;
+        }
+        let stopped = match ShimClient::connect(&dir).await {
+            Ok(client) => client.stop().await.is_ok(),
+            Err(_) => false,
+        };
+        if !stopped {
+            kill_recorded(&dir);
+        }
+        if let Err(error) = tokio::fs::remove_dir_all(dir.root()).await {
+            tracing::warn!(vm_id, error = %error, "cannot remove vm directory");
+        }
+    }
+}
+
+/// Ends the QEMU and shim processes a VM's state records, when its shim no
+/// longer answers.
+fn kill_recorded(dir: &VmDir) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let Ok(state) = dir.read_state() else { return };
+    let pids = state.qemu_pid.into_iter().chain([state.shim_pid]);
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            if pid > 1 && process_alive(pid as u32) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Whether a process with this pid exists and has not exited (a zombie
+/// waiting for its parent has).
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X"))
+}

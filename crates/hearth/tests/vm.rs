@@ -132,7 +132,7 @@ fn files_round_trip_and_tunnels_reach_guest_ports() {
     );
     let sum = hearth.sh(&id, "md5sum /root/payload.bin");
     assert!(
-        sum.starts_with(&format!("{:x}", md5_of(&data))),
+        sum.starts_with(&format!("{:032x}", md5_of(&data))),
         "guest md5 {sum}"
     );
 

@@ -12,7 +12,7 @@ use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
 use crate::app::{self, App};
 use crate::fsexport::{self, Tree};
 use crate::system::{self, System};
-use crate::{exec, files, net, tunnel};
+use crate::{exec, files, net, quiesce, tunnel};
 
 /// What boot found out, and where the root filesystem's `/etc` is.
 #[derive(Clone, Debug)]
@@ -86,10 +86,23 @@ impl Agent {
             Request::Tunnel { port } => tunnel::run(port, stream).await,
             Request::Logs { follow } => app::serve_logs(self.app.logs(), follow, stream).await,
             Request::Identity(identity) => {
-                match system::apply_identity(self.system.as_ref(), &identity) {
+                let applied = system::apply_identity(self.system.as_ref(), &identity);
+                // Processes stopped for a snapshot continue only now, with
+                // the guest reseeded (or, failing that, anyway).
+                quiesce::continue_all();
+                match applied {
                     Ok(()) => answer(&stream.sender, ok()),
                     Err(err) => refuse(&stream.sender, &crate::describe(&err)),
                 }
+            }
+            Request::Quiesce => {
+                let stopped = quiesce::stop_all();
+                answer(
+                    &stream.sender,
+                    Control::Ok {
+                        value: serde_json::json!({ "stopped": stopped }),
+                    },
+                );
             }
             Request::Shutdown => {
                 answer(&stream.sender, ok());

@@ -25,6 +25,7 @@ mod net;
 pub mod port;
 mod process;
 mod pty;
+mod quiesce;
 pub mod reaper;
 pub mod serve;
 #[allow(unsafe_code)]

@@ -146,6 +146,11 @@ pub enum Request {
     Identity(Identity),
     /// Powers the guest off.
     Shutdown,
+    /// Stops every process in the guest but the agent (SIGSTOP) ahead of a
+    /// snapshot, so that after a restore nothing runs before the next
+    /// [`Request::Identity`] has reseeded the guest; that `Identity` lets
+    /// them continue. Answers [`Control::Ok`] with the number stopped.
+    Quiesce,
     /// Brings up a network interface with an address, a default route and
     /// DNS servers; answers [`Control::Ok`].
     Network(NetworkSpec),

@@ -516,6 +516,14 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
     let mut agent = shim.agent.write().await;
     let link = agent.take().ok_or_else(|| exit_reason(shim))?;
     set_status(shim, VmStatus::Snapshotting).await;
+
+    // Nothing but the agent runs from here until the guest is reseeded.
+    let quiesce = call_agent(&link.session, &Request::Quiesce);
+    match tokio::time::timeout(FREEZE_TIMEOUT, quiesce).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %error_chain(&err), "guest processes not stopped"),
+        Err(_) => tracing::warn!("guest processes not stopped in time"),
+    }
     let frozen = tokio::time::timeout(
         FREEZE_TIMEOUT,
         link.session.freeze("the VM is being snapshotted"),
@@ -555,6 +563,9 @@ async fn snapshot(shim: &Shim, path: &Path, stop: bool) -> Result<SnapshotResult
             None => connect_agent(&shim.dir.agent_socket(), RESTORE_TIMEOUT, &shim.vm).await,
         }
         .map_err(|e| format!("agent after snapshot: {}", error_chain(&e)))?;
+        identify(&link.session, &shim.config.hostname)
+            .await
+            .map_err(|e| format!("agent after snapshot: {}", error_chain(&e)))?;
         *agent = Some(link);
         set_status(shim, VmStatus::Running).await;
     }

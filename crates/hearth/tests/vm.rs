@@ -519,3 +519,77 @@ fn the_accelerator_probe_picks_one_in_bounded_time() {
     );
     assert!(started.elapsed() < Duration::from_secs(120));
 }
+
+/// An app that appends numbered random values as fast as it can.
+const RANDOM_WRITER: &str = "i=0; while true; do i=$((i+1)); \
+     echo \"$i $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \\n')\" >> /tmp/rnd; done";
+
+#[test]
+fn restored_vms_share_no_random_output_made_after_the_snapshot() {
+    let hearth = Hearth::new();
+    let id = hearth.boot(Some(RANDOM_WRITER));
+    hearth.wait_for("random lines", Duration::from_secs(30), || {
+        (hearth
+            .sh(&id, "cat /tmp/rnd 2>/dev/null | wc -l")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 20)
+            .then_some(())
+    });
+    let snap = hearth.path("snap");
+    hearth.ok(&[
+        "vm",
+        "snapshot",
+        &id,
+        snap.to_str().expect("path"),
+        "--stop",
+    ]);
+
+    let a = hearth
+        .ok(&["vm", "restore", snap.to_str().expect("path")])
+        .trim()
+        .to_owned();
+    let b = hearth
+        .ok(&["vm", "restore", snap.to_str().expect("path")])
+        .trim()
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(2));
+    let lines_a: Vec<String> = hearth
+        .sh(&a, "cat /tmp/rnd")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let lines_b: Vec<String> = hearth
+        .sh(&b, "cat /tmp/rnd")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let common = lines_a
+        .iter()
+        .zip(&lines_b)
+        .take_while(|(x, y)| x == y)
+        .count();
+    assert!(
+        common > 0 && lines_a.len() > common && lines_b.len() > common,
+        "no new output"
+    );
+
+    // Every value both share was drawn before the snapshot, so it is in the
+    // snapshot's memory (as raw bytes in a pipe, as `od` text, or in the
+    // guest's page cache); a value drawn after the restore would not be.
+    let memory = std::fs::read(snap.join("memory")).expect("memory");
+    let last_shared = &lines_a[common - 1];
+    let hex = last_shared.split_whitespace().nth(1).expect("a value");
+    let raw: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let spaced: String = raw.iter().map(|b| format!(" {b:02x}")).collect();
+    let forms = [raw, hex.as_bytes().to_vec(), spaced.into_bytes()];
+    assert!(
+        forms
+            .iter()
+            .any(|form| memory.windows(form.len()).any(|w| w == &form[..])),
+        "value {last_shared:?}, shared by both restored VMs, was drawn after the restore"
+    );
+}

@@ -1,0 +1,95 @@
+//! Stopping the guest's processes around a snapshot.
+//!
+//! A VM restored from a snapshot resumes with the snapshot's kernel random
+//! state and clock. Until the host's `Identity` has reseeded the kernel
+//! CRNG, nothing but the agent may run, or two VMs restored from one
+//! snapshot could produce the same "random" bytes. So before a snapshot
+//! every other process is stopped with SIGSTOP, and the next `Identity`
+//! continues them once the guest is reseeded.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The processes this module stopped, to continue later.
+static STOPPED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Stops every user process but the agent; returns how many. Does nothing
+/// unless the agent is the guest's PID 1.
+pub fn stop_all() -> usize {
+    if std::process::id() != 1 {
+        return 0;
+    }
+    let pids = candidates(Path::new("/proc"), 1);
+    let mut stopped = STOPPED
+        .lock()
+        .expect("the stopped list lock is never poisoned");
+    for pid in pids {
+        if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_ok() {
+            stopped.push(pid);
+        }
+    }
+    stopped.len()
+}
+
+/// Continues every process [`stop_all`] stopped.
+pub fn continue_all() {
+    let pids = std::mem::take(
+        &mut *STOPPED
+            .lock()
+            .expect("the stopped list lock is never poisoned"),
+    );
+    for pid in pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+    }
+}
+
+/// The user processes under `proc_root` other than `own`: kernel threads
+/// (whose command line is empty) are left alone, and so are zombies.
+fn candidates(proc_root: &Path, own: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            let cmdline = std::fs::read(proc_root.join(pid.to_string()).join("cmdline"));
+            cmdline.is_ok_and(|c| !c.is_empty())
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_threads_zombies_and_the_agent_are_left_alone() {
+        let root = tempfile::tempdir().expect("temp dir");
+        for (pid, cmdline) in [
+            (1, "init"),
+            (2, ""),
+            (40, "sh\0-c\0loop"),
+            (41, "app"),
+            (7, ""),
+        ] {
+            let dir = root.path().join(pid.to_string());
+            std::fs::create_dir(&dir).expect("pid dir");
+            std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
+        }
+        std::fs::create_dir(root.path().join("self")).expect("self");
+        assert_eq!(candidates(root.path(), 1), vec![40, 41]);
+    }
+
+    #[test]
+    fn outside_a_guest_nothing_is_stopped() {
+        assert_eq!(stop_all(), 0);
+        continue_all();
+    }
+}

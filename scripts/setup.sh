@@ -21,7 +21,8 @@ export HEARTH_DATA HEARTH_ASSETS
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs
-    docker-registry skopeo umoci apache2-utils debootstrap jq nftables iproute2 curl)
+    docker-registry skopeo umoci apache2-utils debootstrap jq nftables iproute2 curl
+    python3-venv)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -32,6 +33,11 @@ if ((${#missing[@]})); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+command -v cargo >/dev/null || {
+    echo "setup: cargo not found: install a Rust toolchain (rustup, Rust 1.88 or newer) first" >&2
+    exit 1
+}
 
 step "building hearth"
 cd "$REPO"

@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 printf '\n==> running the tests\n' >&2
 # Tests make their own data directories; they share the assets built above.
 unset HEARTH_DATA
-export HEARTH_TEST_ROOTFS="$REPO/target/hearth-test/rootfs/busybox"
+export HEARTH_TEST_ROOTFS="${HEARTH_TEST_DATA:-$REPO/target/hearth-test}/rootfs/busybox"
 cargo test --workspace --locked --no-fail-fast "$@"
 
 printf '\n==> running the wire API conformance suite (boto3, AWS CLI)\n' >&2

@@ -8,7 +8,7 @@
 //!   a build directory with a `Dockerfile` at its root.
 //! - [`dockerfile`]: parse the Dockerfile into stages of typed instructions.
 //! - [`ignore`]: `.dockerignore`, which filters what COPY and ADD see.
-//! - [`reference`], [`oci`], [`store`], [`seed`]: base images — references,
+//! - [`reference`](mod@reference), [`oci`], [`store`], [`seed`]: base images — references,
 //!   pulls from OCI registries, the local store, and images seeded on this
 //!   machine (busybox, debootstrap).
 //! - [`layer`], [`diff`], [`cache`]: layer tars applied with OCI whiteout

@@ -34,7 +34,10 @@ pub enum StoreError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     /// A bare name that the store does not hold.
-    #[error("base image {reference} not found: it is not in the local image store and names no registry")]
+    #[error(
+        "base image {reference} not found: it is not in the local image store and names no \
+         registry (`hearth image seed` adds debian:12 and busybox)"
+    )]
     NotFound {
         /// The reference, normalized.
         reference: String,
@@ -435,7 +438,8 @@ mod tests {
         let err = store.resolve("debian:12", &puller).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "base image debian:12 not found: it is not in the local image store and names no registry"
+            "base image debian:12 not found: it is not in the local image store and names no \
+             registry (`hearth image seed` adds debian:12 and busybox)"
         );
 
         commit_fake(&store, "debian:12", "id", "f");

@@ -201,7 +201,8 @@ fn a_missing_base_image_is_named() {
     assert_eq!(
         reason,
         "image build failed: line 1: FROM nosuchimage:1: base image nosuchimage:1 not found: \
-         it is not in the local image store and names no registry"
+         it is not in the local image store and names no registry \
+         (`hearth image seed` adds debian:12 and busybox)"
     );
     hearth.assert_clean("no-base");
 }

@@ -1,8 +1,8 @@
 //! The Dockerfile parser: text → stages of typed instructions.
 //!
 //! [`Dockerfile::parse`] reads parser directives, comments and line
-//! continuations ([`lines`]), parses each instruction's flags and arguments
-//! ([`parse`]) and groups them into stages, each started by a FROM. ARG
+//! continuations (`lines`), parses each instruction's flags and arguments
+//! (`parse`) and groups them into stages, each started by a FROM. ARG
 //! lines before the first FROM are the global (meta) arguments.
 //!
 //! Arguments keep their raw text: variable references are expanded by

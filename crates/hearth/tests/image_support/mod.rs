@@ -2,8 +2,9 @@
 //! `hearth` binary, a base-image store seeded once per machine and shared.
 //!
 //! The store (`debian:12` by debootstrap, `busybox` from the host) lives in
-//! `<target>/tmp/image-fixtures/base-images`; the first test to need it seeds
-//! it under a file lock, later ones find it ready. Each test gets its own
+//! `<target>/tmp/image-fixtures/base-images`, or in the data directory that
+//! `$HEARTH_TEST_SEED_DATA` names; the first test to need it seeds it (under
+//! a file lock, `hearth image seed`), later ones find it ready. Each test gets its own
 //! data directory whose `base-images` is a link to that store, so its builds,
 //! cache and VMs are its own. VMs a test leaves are removed when it ends.
 
@@ -18,9 +19,14 @@ use hearth_protocol::{Event, CHAN_STDIO};
 use hearth_shim::launch::{self, Host};
 use hearth_shim::{ShimClient, VmDir};
 
-/// Where the shared fixtures live.
+/// The data directory whose `base-images` the tests share:
+/// `$HEARTH_TEST_SEED_DATA` (set by `scripts/test.sh` to the data directory
+/// its set-up seeded), else `<target>/tmp/image-fixtures`.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures")
+    match std::env::var_os("HEARTH_TEST_SEED_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures"),
+    }
 }
 
 /// The shared base-image store, seeded on first use.

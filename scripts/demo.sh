@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job, as far as hearth goes today: set up, boot a VM whose app
-# counts in memory and on disk, drive it through its agent, snapshot it,
-# restore two VMs from that one snapshot, show both continue with their own
-# randomness, and clean up. Each step is printed.
+# The main job, as far as hearth goes today: set up; build the example app
+# (examples/python-app: a Dockerfile FROM debian:12 that installs Python in a
+# build microVM) into an image; run two microVMs from its snapshot and call
+# each app; suspend one to disk and resume it with its memory and files
+# intact; then clean up. Each step is printed.
 #
 # usage: scripts/demo.sh
 set -euo pipefail
@@ -15,47 +16,44 @@ fi
 export HEARTH_DATA
 hearth() { "$REPO/target/release/hearth" "$@"; }
 step() { printf '\n==> %s\n' "$*"; }
+# Calls the app inside a microVM, on its own loopback.
+call() {
+    hearth vm exec "$1" -- python3 -c \
+        'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8080/demo").read().decode())'
+}
 
 WORK="$(mktemp -d)"
 VMS=()
 cleanup() {
-    ((${#VMS[@]})) && hearth vm rm "${VMS[@]}" 2>/dev/null || true
+    if ((${#VMS[@]})); then hearth vm rm "${VMS[@]}" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-step "booting a busybox VM whose app counts, in memory and in /tmp/count"
-id=$(hearth vm boot --rootfs "$HEARTH_DATA/rootfs/busybox" \
-    --cmd 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done')
-VMS+=("$id")
+step "building examples/python-app into an image (RUN steps execute in a build microVM)"
+hearth image build "$REPO/examples/python-app" --name demo-app --hooks-port 9000 --ready --memory 256
+hearth image ls
+
+step "running two microVMs from the image's snapshot"
+a=$(hearth image run demo-app); VMS+=("$a")
+b=$(hearth image run demo-app); VMS+=("$b")
 hearth vm ls
 
-step "running commands through the agent"
-hearth vm exec "$id" -- uname -a
-echo "a note written before the snapshot" | hearth vm exec "$id" -- sh -c 'cat > /root/note'
-hearth vm exec "$id" -- cat /root/note
-sleep 1
-echo "counter: $(hearth vm exec "$id" -- cat /tmp/count)"
+step "calling each app"
+echo "$a: $(call "$a")"
+echo "$b: $(call "$b")"
 
-step "snapshotting it (memory, devices, disk) and stopping it"
-hearth vm snapshot "$id" "$WORK/snap" --stop
-ls -l "$WORK/snap"
+step "writing state into $a: a file on disk, and the app's request count in memory"
+echo "written before the suspend" | hearth vm exec "$a" -- sh -c 'cat > /app/note'
+echo "$a again: $(call "$a")"
 
-step "restoring two VMs from the one snapshot"
-a=$(hearth vm restore "$WORK/snap"); VMS+=("$a")
-b=$(hearth vm restore "$WORK/snap"); VMS+=("$b")
-for vm in "$a" "$b"; do
-    echo "$vm: counter $(hearth vm exec "$vm" -- cat /tmp/count)," \
-        "note: $(hearth vm exec "$vm" -- cat /root/note)," \
-        "random: $(hearth vm exec "$vm" -- sh -c 'head -c 8 /dev/urandom | od -An -tx1')"
-done
-sleep 1
-for vm in "$a" "$b"; do
-    echo "$vm a second later: counter $(hearth vm exec "$vm" -- cat /tmp/count)"
-done
+step "suspending $a to disk (memory, devices, disk) and resuming it"
+hearth vm snapshot "$a" "$WORK/suspended" --stop
+resumed=$(hearth vm restore "$WORK/suspended"); VMS+=("$resumed")
+echo "resumed as $resumed (the request count goes on): $(call "$resumed")"
+echo "its note: $(hearth vm exec "$resumed" -- cat /app/note)"
 
-step "removing the VMs"
+step "removing the microVMs"
 hearth vm rm "${VMS[@]}"
 VMS=()
-hearth vm ls
 step "done"

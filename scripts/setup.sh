@@ -55,4 +55,7 @@ mkdir -p "$HEARTH_DATA"
 step "making the busybox root filesystem"
 "$REPO/guest/make-busybox-rootfs.sh" "$HEARTH_DATA/rootfs/busybox"
 
+step "seeding the base-image store (debian:12 by debootstrap, busybox)"
+"$REPO/target/release/hearth" image seed
+
 step "ready: $REPO/target/release/hearth (data in $HEARTH_DATA)"

@@ -16,7 +16,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 printf '\n==> running the tests\n' >&2
-# Tests make their own data directories; they share the assets built above.
+# Tests make their own data directories; they share the assets and the
+# seeded base-image store built above.
+export HEARTH_TEST_SEED_DATA="$HEARTH_DATA"
 unset HEARTH_DATA
 export HEARTH_TEST_ROOTFS="${HEARTH_TEST_DATA:-$REPO/target/hearth-test}/rootfs/busybox"
 cargo test --workspace --locked --no-fail-fast "$@"

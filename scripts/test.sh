@@ -24,4 +24,4 @@ export HEARTH_TEST_ROOTFS="${HEARTH_TEST_DATA:-$REPO/target/hearth-test}/rootfs/
 cargo test --workspace --locked --no-fail-fast "$@"
 
 printf '\n==> running the wire API conformance suite (boto3, AWS CLI)\n' >&2
-"$REPO/tests/conformance/run.sh" -q
+"$REPO/tests/conformance/run.sh"

@@ -341,3 +341,43 @@ fn a_zip_without_a_dockerfile_is_refused() {
     );
     hearth.assert_clean("no-dockerfile");
 }
+
+#[test]
+fn the_app_gets_dockers_default_capabilities_unless_the_image_asks_for_all() {
+    let hearth = ImageHearth::new();
+    let source = context(
+        hearth.data.path(),
+        "caps",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nEXPOSE 8080\n\
+             CMD [\"sh\", \"-c\", \"grep CapBnd /proc/self/status > /tmp/caps; exec nc -ll -p 8080 -e cat\"]\n",
+        )],
+    );
+    let bounding = |name: &str, args: &[&str]| {
+        hearth.build_ok(&source, name, args);
+        let out = hearth
+            .cmd()
+            .args(["image", "run", name])
+            .output()
+            .expect("image run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let dir = hearth_shim::VmDir::new(hearth.data.path(), &id);
+        let (code, caps) = hearth.exec(&dir, &["cat", "/tmp/caps"]);
+        assert_eq!(code, 0);
+        caps.split_whitespace()
+            .nth(1)
+            .expect("CapBnd value")
+            .to_owned()
+    };
+
+    // Docker's default set, then every capability the kernel has.
+    assert_eq!(bounding("default-caps", &[]), "00000000a80425fb");
+    let all = bounding("all-caps", &["--additional-os-capabilities", "ALL"]);
+    assert!(all.starts_with("000001ff"), "CapBnd with ALL: {all}");
+}

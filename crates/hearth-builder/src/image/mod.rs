@@ -153,6 +153,9 @@ pub struct ImageBuildRequest {
     pub minimum_memory_mib: u32,
     /// Run every step, ignoring the cache.
     pub no_cache: bool,
+    /// `additionalOsCapabilities: ["ALL"]`: the app keeps every capability
+    /// instead of Docker's default set.
+    pub all_capabilities: bool,
 }
 
 impl ImageBuildRequest {
@@ -166,6 +169,7 @@ impl ImageBuildRequest {
             hooks: Hooks::default(),
             minimum_memory_mib: DEFAULT_MINIMUM_MEMORY_MIB,
             no_cache: false,
+            all_capabilities: false,
         }
     }
 
@@ -392,7 +396,8 @@ impl Run<'_> {
         let phase = self.phase(Phase::Snapshot);
         let snapshot_started = Instant::now();
         let host = self.host(&base);
-        let app = app_spec(&output.config, &self.request.env);
+        let mut app = app_spec(&output.config, &self.request.env);
+        app.all_capabilities = self.request.all_capabilities;
         let disk = self.scratch.join("rootfs.ext4");
         hearth_vmm::disk::make_ext4(
             &output.rootfs,

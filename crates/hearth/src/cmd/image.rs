@@ -101,6 +101,10 @@ pub struct BuildArgs {
     /// Run every step, ignoring the build cache.
     #[arg(long)]
     no_cache: bool,
+    /// Extra OS capabilities for the app (`ALL` is the only one): without
+    /// it the app gets Docker's default set.
+    #[arg(long, value_parser = ["ALL"])]
+    additional_os_capabilities: Vec<String>,
     /// The most bytes the unpacked code artifact may hold.
     #[arg(long, default_value_t = hearth_builder::artifact::DEFAULT_MAX_BYTES)]
     max_artifact_bytes: u64,
@@ -177,6 +181,7 @@ fn request(args: &BuildArgs) -> Result<ImageBuildRequest> {
     request.env = pairs(&args.env, "--env")?;
     request.minimum_memory_mib = args.memory;
     request.no_cache = args.no_cache;
+    request.all_capabilities = args.additional_os_capabilities.iter().any(|c| c == "ALL");
 
     let mut hooks = Hooks {
         port: args.hooks_port,

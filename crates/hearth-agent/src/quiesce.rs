@@ -22,13 +22,24 @@ pub fn stop_all() -> usize {
     if std::process::id() != 1 {
         return 0;
     }
-    let pids = candidates(Path::new("/proc"), 1);
     let mut stopped = STOPPED
         .lock()
         .expect("the stopped list lock is never poisoned");
-    for pid in pids {
-        if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_ok() {
-            stopped.push(pid);
+
+    // A process may fork between the listing and its stop: list again until
+    // a pass finds nobody new (stopped parents fork no more).
+    for _ in 0..20 {
+        let fresh: Vec<i32> = candidates(Path::new("/proc"), 1)
+            .into_iter()
+            .filter(|pid| !stopped.contains(pid))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_ok() {
+                stopped.push(pid);
+            }
         }
     }
     stopped.len()

@@ -101,6 +101,20 @@ impl VmDir {
             .any(|arg| String::from_utf8_lossy(arg).contains(root.as_ref()))
     }
 
+    /// Kills (SIGKILL) the shim and QEMU that `state.json` records, those of
+    /// them still running as this VM's.
+    pub fn kill_processes(&self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+
+        let Ok(state) = self.read_state() else { return };
+        for pid in state.qemu_pid.into_iter().chain([state.shim_pid]) {
+            if self.owns_process(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
     /// Reads `config.json`.
     ///
     /// # Errors

@@ -88,10 +88,11 @@ impl Node for ShimNode {
     }
 
     fn is_running(&self, id: &MicrovmId) -> bool {
-        let Ok(state) = self.dir(id.as_str()).read_state() else {
+        let dir = self.dir(id.as_str());
+        let Ok(state) = dir.read_state() else {
             return false;
         };
-        state.status != VmStatus::Exited && process_alive(state.shim_pid)
+        state.status != VmStatus::Exited && dir.owns_process(state.shim_pid)
     }
 
     async fn discard_vm(&self, vm_id: &str) {
@@ -107,40 +108,10 @@ impl Node for ShimNode {
             Err(_) => false,
         };
         if !stopped {
-            kill_recorded(&dir);
+            dir.kill_processes();
         }
         if let Err(error) = tokio::fs::remove_dir_all(dir.root()).await {
             tracing::warn!(vm_id, error = %error, "cannot remove vm directory");
         }
     }
-}
-
-/// Ends the QEMU and shim processes a VM's state records, when its shim no
-/// longer answers.
-fn kill_recorded(dir: &VmDir) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-
-    let Ok(state) = dir.read_state() else { return };
-    let pids = state.qemu_pid.into_iter().chain([state.shim_pid]);
-    for pid in pids {
-        if let Ok(pid) = i32::try_from(pid) {
-            if pid > 1 && process_alive(pid as u32) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Whether a process with this pid exists and has not exited (a zombie
-/// waiting for its parent has).
-fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, None | Some("Z" | "X"))
 }

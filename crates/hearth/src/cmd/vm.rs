@@ -450,20 +450,7 @@ async fn rm_one(id: &str) -> Result<()> {
     // Whatever is still running of it (a QEMU whose shim died, a shim that
     // did not answer) is ended by its recorded pid, once the pid is proven
     // to be this VM's.
-    kill_recorded(&dir);
+    dir.kill_processes();
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("removing {}", dir.root().display()))
-}
-
-/// Ends the QEMU and shim processes a VM's state records that still run.
-fn kill_recorded(dir: &VmDir) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    if let Ok(state) = dir.read_state() {
-        for pid in state.qemu_pid.into_iter().chain([state.shim_pid]) {
-            if dir.owns_process(pid) {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-        }
-    }
 }

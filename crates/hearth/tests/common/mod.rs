@@ -187,22 +187,7 @@ impl Drop for Hearth {
             }
             let id = entry.file_name().to_string_lossy().into_owned();
             let _ = self.cmd().args(["vm", "rm", &id]).output();
-            kill_recorded(&entry.path());
-        }
-    }
-}
-
-/// Kills the processes a VM's state records, if any are still alive.
-pub fn kill_recorded(dir: &Path) {
-    let Ok(bytes) = std::fs::read(dir.join("state.json")) else {
-        return;
-    };
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return;
-    };
-    for key in ["qemu_pid", "shim_pid"] {
-        if let Some(pid) = state[key].as_u64() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            hearth_shim::VmDir::at(entry.path()).kill_processes();
         }
     }
 }

@@ -4,7 +4,8 @@ The suite builds the `hearth` binary and starts `hearth serve` on 127.0.0.1
 (free ports) with a fresh data directory and small TCG guests, lets it
 install the `hearth` profile into temporary AWS config files, and drives it
 with the real boto3 and AWS CLI. Operations that need a VM get real ones:
-images are built by the built-in pipeline from tests/conformance/app,
+images are built by the image pipeline (RUN steps in build microVMs, FROM
+from the data directory's base-image store) from tests/conformance/app,
 uploaded with `aws s3 cp` to the server's own S3 API.
 
 The user's own ~/.aws is never read or written: the environment points every
@@ -187,6 +188,21 @@ def owned_by(pid, data_dir):
     return str(data_dir) in cmdline
 
 
+def seed_base_images(binary, data_dir):
+    """Gives a data directory the base images Dockerfiles start FROM: the
+    store that scripts/test.sh seeded ($HEARTH_TEST_SEED_DATA), linked, else
+    busybox seeded from the host's static busybox."""
+    shared = pathlib.Path(os.environ.get("HEARTH_TEST_SEED_DATA", "/nonexistent")) / "base-images"
+    if shared.is_dir():
+        os.symlink(shared, data_dir / "base-images")
+        return
+    subprocess.run(
+        [binary, "image", "seed", "--no-debian"],
+        env=dict(os.environ, HEARTH_DATA=str(data_dir)),
+        check=True, capture_output=True, timeout=300,
+    )
+
+
 def short_data_dir(tag):
     # Unix socket paths are limited to 108 bytes: keep data directories short.
     return pathlib.Path(tempfile.mkdtemp(prefix=f"hd-{tag}-", dir="/tmp"))
@@ -217,6 +233,7 @@ def make_server(hearth_binary, tmp_path_factory):
         if keys_from is not None:
             # The same key pair, so the one `hearth` profile signs for both.
             shutil.copy2(keys_from.data_dir / "api-credentials.json", data_dir)
+        seed_base_images(hearth_binary, data_dir)
         server = Server(hearth_binary, data_dir, log, extra_args).start()
         started.append(server)
         return server

@@ -1,6 +1,6 @@
 """All 24 operations through boto3 against a real server, each response
 checked against its output shape in the installed botocore model (status,
-members, types, enums). Images are built by the built-in pipeline and
+members, types, enums). Images are built by the image pipeline and
 microVMs are real VMs."""
 
 import datetime

@@ -92,6 +92,17 @@ pub enum BuildEvent {
         /// What, in a few words.
         message: String,
     },
+    /// A microVM of the build (the app's or a test one) started; it runs
+    /// under a shim in the data directory's `vms/<vm_id>`.
+    VmStarted {
+        /// The VM's id.
+        vm_id: String,
+    },
+    /// That microVM is stopped and its directory removed.
+    VmStopped {
+        /// The VM's id.
+        vm_id: String,
+    },
     /// The image version is in place.
     ImageBuilt {
         /// The image's name.
@@ -180,6 +191,8 @@ pub fn render(event: &BuildEvent) -> String {
             duration.as_secs_f64()
         ),
         BuildEvent::Note { message } => message.clone(),
+        BuildEvent::VmStarted { vm_id } => format!("microVM {vm_id} started"),
+        BuildEvent::VmStopped { vm_id } => format!("microVM {vm_id} stopped"),
         BuildEvent::ImageBuilt { name, version, dir } => {
             format!("built {name}:{version} in {dir}")
         }

@@ -6,8 +6,7 @@
 //!   terminating microVMs, lifetime timers), and recovery after a restart;
 //! - [`store`]: the state in SQLite, written before every action;
 //! - [`pipeline`]: the [`ImagePipeline`] seam that builds image versions
-//!   into snapshots, and [`BuiltinPipeline`], which builds `FROM busybox`
-//!   images that need no build VM;
+//!   into snapshots (the `hearth` binary plugs the image builder into it);
 //! - [`node`]: the [`Node`] seam that runs microVMs, and [`ShimNode`],
 //!   which runs each under its own shim on this host;
 //! - [`hooks`]: lifecycle hooks over the agent's tunnel;
@@ -35,6 +34,6 @@ pub use config::{ControlConfig, EndpointConfig};
 pub use control::{ControlError, HearthControl};
 pub use node::{Node, NodeError, ShimNode};
 pub use pipeline::{
-    BuildFailure, BuildJob, BuildProgress, BuiltVersion, BuiltinPipeline, ImagePipeline,
+    BuildFailure, BuildJob, BuildProgress, BuiltVersion, ContainerConfig, ImagePipeline,
 };
 pub use store::Store;

@@ -9,6 +9,7 @@
 
 mod cmd;
 mod paths;
+mod pipeline;
 
 use std::process::ExitCode;
 

@@ -17,6 +17,7 @@ use hearth_protocol::{AppSpec, AppState, Control, Event, Request, CHAN_STDERR};
 use hearth_shim::launch::{self, BootSpec, Host, LaunchError, RootSource};
 use hearth_shim::{ClientError, ShimClient, SnapshotResult, VmDir, VmStatus};
 
+use crate::events::BuildEvent;
 use crate::image::hooks::{self, CallError, Hook};
 use crate::image::layout::Resources;
 use crate::image::Emitter;
@@ -160,6 +161,7 @@ pub async fn snapshot_app(
         resources.memory_mib, resources.vcpus
     ));
     let dir = launch::boot(host, spec).await.map_err(start_error)?;
+    events.send(BuildEvent::VmStarted { vm_id: dir.id() });
 
     let result = async {
         let client = ShimClient::connect(&dir).await.map_err(AppError::Vm)?;
@@ -168,7 +170,7 @@ pub async fn snapshot_app(
         client.snapshot(dest, true).await.map_err(AppError::Vm)
     }
     .await;
-    discard(&dir).await;
+    discard(&dir, events).await;
     result
 }
 
@@ -185,12 +187,13 @@ pub async fn validate(
     events: &Emitter,
 ) -> Result<(), AppError> {
     let dir = launch::restore(host, snapshot).await.map_err(start_error)?;
+    events.send(BuildEvent::VmStarted { vm_id: dir.id() });
     let result = async {
         let client = ShimClient::connect(&dir).await.map_err(AppError::Vm)?;
         wait_ready(&client, readiness, events).await
     }
     .await;
-    discard(&dir).await;
+    discard(&dir, events).await;
     result
 }
 
@@ -356,9 +359,9 @@ async fn app_logs(client: &ShimClient) -> Vec<String> {
     lines
 }
 
-/// Stops a VM if it still runs, waits for its exit and removes its
-/// directory.
-async fn discard(dir: &VmDir) {
+/// Stops a VM if it still runs, waits for its exit, removes its directory
+/// and reports it stopped.
+async fn discard(dir: &VmDir, events: &Emitter) {
     if let Ok(client) = ShimClient::connect(dir).await {
         let _ = client.stop().await;
     }
@@ -386,4 +389,5 @@ async fn discard(dir: &VmDir) {
     if let Err(error) = std::fs::remove_dir_all(dir.root()) {
         tracing::warn!(dir = %dir.root().display(), %error, "cannot remove a build's app vm");
     }
+    events.send(BuildEvent::VmStopped { vm_id: dir.id() });
 }

@@ -283,16 +283,21 @@ impl ImageBuilder {
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
 
-        let (log, logger) = BuildLog::start(&staging.join("build.log"), events)?;
+        let (log, logger) = BuildLog::start(Some(&staging.join("build.log")), events)?;
+        let snapshot_dir = staging.join("snapshot");
         let run = Run {
             builder: self,
             request,
             build_id: &build_id,
-            staging: &staging,
             scratch: &scratch,
+            snapshot_dir: &snapshot_dir,
+            resources: Resources::for_minimum(request.minimum_memory_mib),
             events: log,
         };
-        let result = run.execute().await;
+        let result = match run.execute().await {
+            Ok(record) => run.commit(&staging, record),
+            Err(error) => Err(error),
+        };
         // The log is complete once every sender is gone.
         drop(run);
         let _ = logger.await;
@@ -304,6 +309,75 @@ impl ImageBuilder {
         }
         result
     }
+
+    /// Runs a build whose snapshot goes to `target.snapshot_dir` rather than
+    /// into a version of this builder's layout, with a guest of
+    /// `target.resources`: the build a control plane that keeps its own
+    /// records asks for. Progress goes to `events` only.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageBuildError`]; nothing is left at `target.snapshot_dir` and no
+    /// VM runs afterwards.
+    pub async fn build_snapshot(
+        &self,
+        request: &ImageBuildRequest,
+        target: &SnapshotTarget,
+        events: Option<mpsc::UnboundedSender<BuildEvent>>,
+    ) -> Result<BuiltSnapshot, ImageBuildError> {
+        request.check()?;
+        let build_id = format!("b-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        std::fs::create_dir_all(&target.scratch).map_err(io_error(&target.scratch))?;
+
+        let (log, logger) = BuildLog::start(None, events)?;
+        let run = Run {
+            builder: self,
+            request,
+            build_id: &build_id,
+            scratch: &target.scratch,
+            snapshot_dir: &target.snapshot_dir,
+            resources: target.resources,
+            events: log,
+        };
+        let result = run.execute().await;
+        drop(run);
+        let _ = logger.await;
+
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&target.snapshot_dir);
+        }
+        result.map(|record| BuiltSnapshot {
+            config: record.config,
+            app: record.app,
+            sizes: record.sizes,
+            steps: record.steps,
+        })
+    }
+}
+
+/// Where [`ImageBuilder::build_snapshot`] works and what guest it snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotTarget {
+    /// Where the snapshot directory goes; it must not exist.
+    pub snapshot_dir: PathBuf,
+    /// The build's scratch directory (keep it short: build VMs' sockets
+    /// live under it).
+    pub scratch: PathBuf,
+    /// The guest the snapshot is taken of.
+    pub resources: Resources,
+}
+
+/// What [`ImageBuilder::build_snapshot`] made, beside the snapshot.
+#[derive(Debug, Clone)]
+pub struct BuiltSnapshot {
+    /// The container configuration the Dockerfile left.
+    pub config: ImageConfig,
+    /// The app as the agent started it.
+    pub app: AppSpec,
+    /// Memory, disk and code sizes.
+    pub sizes: Sizes,
+    /// The Dockerfile's steps.
+    pub steps: Vec<StepRecord>,
 }
 
 /// Sends a build's events, when anyone listens.
@@ -335,22 +409,29 @@ struct BuildLog;
 
 impl BuildLog {
     fn start(
-        path: &Path,
+        path: Option<&Path>,
         forward: Option<mpsc::UnboundedSender<BuildEvent>>,
     ) -> Result<(Emitter, tokio::task::JoinHandle<()>), ImageBuildError> {
-        let file = std::fs::File::create(path).map_err(io_error(path))?;
+        let file = match path {
+            Some(path) => Some(std::fs::File::create(path).map_err(io_error(path))?),
+            None => None,
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<BuildEvent>();
         let started = Instant::now();
         let task = tokio::task::spawn_blocking(move || {
-            let mut out = std::io::BufWriter::new(file);
+            let mut out = file.map(std::io::BufWriter::new);
             while let Some(event) = rx.blocking_recv() {
-                let secs = started.elapsed().as_secs_f64();
-                let _ = writeln!(out, "[{secs:7.1}s] {}", events::render(&event));
+                if let Some(out) = &mut out {
+                    let secs = started.elapsed().as_secs_f64();
+                    let _ = writeln!(out, "[{secs:7.1}s] {}", events::render(&event));
+                }
                 if let Some(forward) = &forward {
                     let _ = forward.send(event);
                 }
             }
-            let _ = out.flush();
+            if let Some(mut out) = out {
+                let _ = out.flush();
+            }
         });
         Ok((Emitter { tx: Some(tx) }, task))
     }
@@ -361,15 +442,18 @@ struct Run<'a> {
     builder: &'a ImageBuilder,
     request: &'a ImageBuildRequest,
     build_id: &'a str,
-    staging: &'a Path,
     scratch: &'a Path,
+    snapshot_dir: &'a Path,
+    resources: Resources,
     events: Emitter,
 }
 
 impl Run<'_> {
-    async fn execute(&self) -> Result<BuiltImage, ImageBuildError> {
+    /// Builds the snapshot and returns the version's record, its number
+    /// not yet given.
+    async fn execute(&self) -> Result<ImageRecord, ImageBuildError> {
         let started = Instant::now();
-        let resources = Resources::for_minimum(self.request.minimum_memory_mib);
+        let resources = self.resources;
         // The base is pinned first: build VMs and the app VM boot the same one.
         let base = base::pin(&self.builder.assets, &self.builder.layout.bases())?;
         self.events.note(format!("managed base image {}", base.id));
@@ -409,7 +493,7 @@ impl Run<'_> {
             path: disk.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let snapshot_dir = self.staging.join("snapshot");
+        let snapshot_dir = self.snapshot_dir;
         let readiness = self.readiness(&output.config);
         let snapshot = app::snapshot_app(
             &host,
@@ -417,7 +501,7 @@ impl Run<'_> {
             app.clone(),
             resources,
             readiness,
-            &snapshot_dir,
+            snapshot_dir,
             &self.events,
         )
         .await
@@ -436,7 +520,7 @@ impl Run<'_> {
                 port: hooks.port.unwrap_or(DEFAULT_APP_PORT),
                 timeout: hooks.validate.timeout(),
             };
-            app::validate(&host, &snapshot_dir, readiness, &self.events)
+            app::validate(&host, snapshot_dir, readiness, &self.events)
                 .await
                 .map_err(ImageBuildError::Validate)?;
             validate_ms = millis(validate_started.elapsed());
@@ -480,7 +564,7 @@ impl Run<'_> {
                 .collect(),
         };
         record.durations_ms.total = millis(started.elapsed());
-        self.commit(record)
+        Ok(record)
     }
 
     /// Builds the Dockerfile into `<scratch>/output`.
@@ -551,8 +635,12 @@ impl Run<'_> {
         }
     }
 
-    /// Writes image.json and renames the staging into the next version.
-    fn commit(&self, mut record: ImageRecord) -> Result<BuiltImage, ImageBuildError> {
+    /// Writes image.json and renames `staging` into the next version.
+    fn commit(
+        &self,
+        staging: &Path,
+        mut record: ImageRecord,
+    ) -> Result<BuiltImage, ImageBuildError> {
         let layout = &self.builder.layout;
         let name = &self.request.name;
         loop {
@@ -561,7 +649,7 @@ impl Run<'_> {
                 source: std::io::Error::other(e.to_string()),
             })?;
             record.version = version.last().copied().unwrap_or(0) + 1;
-            let json = self.staging.join("image.json");
+            let json = staging.join("image.json");
             let bytes = serde_json::to_vec_pretty(&record).map_err(|e| ImageBuildError::Io {
                 path: json.clone(),
                 source: std::io::Error::other(e.to_string()),
@@ -569,7 +657,7 @@ impl Run<'_> {
             std::fs::write(&json, bytes).map_err(io_error(&json))?;
 
             let dir = layout.version_dir(name, record.version);
-            match std::fs::rename(self.staging, &dir) {
+            match std::fs::rename(staging, &dir) {
                 Ok(()) => {
                     // The log file moved with the directory and stays open.
                     self.events.send(BuildEvent::ImageBuilt {

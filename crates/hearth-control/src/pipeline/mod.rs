@@ -10,14 +10,6 @@
 //! result. A pipeline reports progress and the VMs it starts through
 //! [`BuildProgress`], so that a restarted server can stop a build VM that a
 //! crash left behind.
-//!
-//! [`builtin::BuiltinPipeline`] is the pipeline `hearth serve` uses: it
-//! builds the images that need no build VM.
-
-pub mod builtin;
-mod context;
-mod dockerfile;
-pub mod readiness;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::GuestSize;
 use crate::store::BuildSizes;
-
-pub use builtin::BuiltinPipeline;
 
 /// One build to run.
 #[derive(Clone, Debug)]

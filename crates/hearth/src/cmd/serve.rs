@@ -17,12 +17,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hearth_api::{router, serve, ApiConfig, AwsConfigFiles, Credentials, DEFAULT_PROFILE};
+use hearth_builder::image::ImageBuilder;
+use hearth_builder::oci::RegistryConfig;
 use hearth_control::artifacts::serve_s3;
-use hearth_control::{BuiltinPipeline, ControlConfig, EndpointConfig, HearthControl, ShimNode};
+use hearth_control::{ControlConfig, EndpointConfig, HearthControl, ShimNode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::paths;
+use crate::pipeline::BuilderPipeline;
 
 /// Arguments of `hearth serve`.
 #[derive(Args)]
@@ -56,6 +59,10 @@ pub struct ServeArgs {
     /// The most memory all running guests may hold together, in MiB.
     #[arg(long)]
     memory_budget_mib: Option<u64>,
+    /// Registry credentials for Dockerfiles whose FROM names a registry: a
+    /// Docker config.json with `auths`.
+    #[arg(long, env = "HEARTH_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
     /// Do not add the `hearth` profile to the AWS config files.
     #[arg(long)]
     no_profile: bool,
@@ -78,7 +85,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let assets =
         std::env::var_os("HEARTH_ASSETS").map_or_else(|| data.join("assets"), PathBuf::from);
     let exe = std::env::current_exe().context("locating the hearth binary")?;
-    let mut config = ControlConfig::new(data.clone(), assets, exe);
+    let mut config = ControlConfig::new(data.clone(), assets, exe.clone());
     config.region = args.region.clone();
     config.account = args.account.clone();
     config.endpoint = EndpointConfig {
@@ -93,7 +100,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
 
     let artifacts = config.artifacts_dir();
     let node = Arc::new(ShimNode::new(config.vm_host()));
-    let pipeline = Arc::new(BuiltinPipeline::from_env());
+    let mut builder = ImageBuilder::new(&data, &config.assets_dir, &exe);
+    if let Some(path) = &args.registry_auth {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading registry credentials {}", path.display()))?;
+        builder.registry = RegistryConfig::from_docker_config(&text)?;
+    }
+    let pipeline = Arc::new(BuilderPipeline::new(builder));
     let control = HearthControl::open(config, pipeline, node).await?;
     tracing::info!(base_image = control.base_image_name(), data = %data.display(), "control plane open");
 

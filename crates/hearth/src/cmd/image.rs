@@ -1,8 +1,9 @@
 //! `hearth image`: build images from a Dockerfile and its artifacts (into
 //! microVM snapshots), list and remove them, seed the base-image store,
-//! start a microVM from a built image, and measure builds.
+//! start a microVM from a built image, and measure builds; `create` has
+//! `hearth serve` build one instead (see [`super::image_create`]).
 //!
-//! Builds run locally, without a server: progress goes to stderr (a live
+//! Local builds run without a server: progress goes to stderr (a live
 //! display on a terminal, plain log lines otherwise), the whole log is kept
 //! in the version's `build.log`, and the version's directory is printed on
 //! stdout at the end.
@@ -56,6 +57,9 @@ pub enum ImageCommand {
         #[arg(long)]
         no_debian: bool,
     },
+    /// Upload a directory or zip with a Dockerfile at its root to `hearth
+    /// serve` and have it build a new image version there; follows the build.
+    Create(super::image_create::CreateArgs),
     /// Start a microVM from a built image (NAME or NAME:VERSION, the newest
     /// by default) and print its id; drive it with `hearth vm`.
     Run {
@@ -136,6 +140,7 @@ pub struct BenchArgs {
 pub async fn run(command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(&args).await,
+        ImageCommand::Create(args) => super::image_create::create(args).await,
         ImageCommand::Ls { json } => ls(json),
         ImageCommand::Rm { reference } => rm(&reference),
         ImageCommand::Seed { mirror, no_debian } => seed(mirror.as_deref(), no_debian).await,

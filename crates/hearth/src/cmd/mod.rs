@@ -3,6 +3,7 @@
 pub mod api;
 pub mod bench;
 pub mod image;
+pub mod image_create;
 pub mod microvm;
 pub mod serve;
 pub mod vm;

@@ -1,0 +1,118 @@
+"""The native CLI over the API: `hearth image create`, `run`, `ps`, `logs`,
+`suspend`, `resume` and `rm`, run as a user runs them against a real
+`hearth serve`, and their refusals of bad input."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+APP_DOCKERFILE = """\
+FROM busybox
+RUN mkdir -p /srv && echo "built by RUN" > /srv/index.html
+EXPOSE 8080
+CMD ["sh", "-c", "echo app-stdout-marker; echo app-stderr-marker >&2; exec httpd -f -p 8080 -h /srv"]
+"""
+
+
+def hearth(server, binary, *args, timeout=900):
+    """Runs the `hearth` CLI against the server; returns the completed process."""
+    env = dict(
+        os.environ,
+        HEARTH_ENDPOINT_URL=server.endpoint,
+        HEARTH_S3_ENDPOINT_URL=server.s3_endpoint,
+        HEARTH_DATA=str(server.data_dir),
+    )
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def cli_image(server, hearth_binary, tmp_path_factory):
+    src = tmp_path_factory.mktemp("cli") / "app"
+    src.mkdir()
+    (src / "Dockerfile").write_text(APP_DOCKERFILE)
+    result = hearth(server, hearth_binary, "image", "create", str(src), "--name", "cli-app",
+                    "--memory", "512")
+    assert ok(result).strip() == "cli-app:1"
+    return result
+
+
+def test_image_create_follows_the_build_to_its_end(cli_image):
+    assert "version 1: SUCCESSFUL" in cli_image.stderr
+    # The build's log, RUN steps included, is shown as it grows.
+    assert "RUN mkdir -p /srv" in cli_image.stderr
+
+
+def test_a_microvm_runs_lists_logs_and_is_removed(server, hearth_binary, cli_image):
+    microvm_id = ok(hearth(server, hearth_binary, "run", "cli-app")).strip()
+    assert microvm_id.startswith("microvm-")
+    try:
+        table = ok(hearth(server, hearth_binary, "ps"))
+        row = next(line for line in table.splitlines() if line.startswith(microvm_id))
+        assert row.split()[1:4] == ["cli-app", "1", "RUNNING"]
+
+        listed = json.loads(ok(hearth(server, hearth_binary, "ps", "--json")))
+        mine = next(m for m in listed if m["microvmId"] == microvm_id)
+        assert mine["state"] == "RUNNING" and mine["endpoint"]
+
+        logs = hearth(server, hearth_binary, "logs", microvm_id)
+        assert "app-stdout-marker" in ok(logs)
+        assert "app-stderr-marker" in logs.stderr
+
+        served = server.vm_exec(microvm_id, "wget -qO- http://127.0.0.1:8080/")
+        assert served == "built by RUN\n"
+    finally:
+        assert ok(hearth(server, hearth_binary, "rm", microvm_id)).strip() == microvm_id
+
+    assert microvm_id not in ok(hearth(server, hearth_binary, "ps"))
+    everything = ok(hearth(server, hearth_binary, "ps", "-a"))
+    row = next(line for line in everything.splitlines() if line.startswith(microvm_id))
+    assert "TERMINATED" in row.split()
+
+
+def test_a_microvm_suspends_and_resumes_with_its_memory(server, hearth_binary, cli_image):
+    microvm_id = ok(hearth(server, hearth_binary, "run", "cli-app", "--payload", "p")).strip()
+    try:
+        server.vm_exec(microvm_id, "echo kept > /tmp/kept")
+        assert ok(hearth(server, hearth_binary, "suspend", microvm_id)).strip() == microvm_id
+        got = json.loads(ok(hearth(server, hearth_binary, "ps", "--json")))
+        assert next(m for m in got if m["microvmId"] == microvm_id)["state"] == "SUSPENDED"
+        assert ok(hearth(server, hearth_binary, "resume", microvm_id)).strip() == microvm_id
+        assert server.vm_exec(microvm_id, "cat /tmp/kept") == "kept\n"
+    finally:
+        hearth(server, hearth_binary, "rm", microvm_id)
+
+
+def test_a_directory_without_a_dockerfile_is_refused(server, hearth_binary, tmp_path):
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    result = hearth(server, hearth_binary, "image", "create", str(tmp_path), "--name", "nodf")
+    assert result.returncode != 0
+    assert "has no Dockerfile at its root" in result.stderr
+
+
+def test_a_failing_build_exits_non_zero_with_its_reason(server, hearth_binary, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 7\nCMD [\"true\"]\n")
+    result = hearth(server, hearth_binary, "image", "create", str(tmp_path), "--name", "cli-bad")
+    assert result.returncode == 1
+    assert "line 2" in result.stderr and "failed" in result.stderr
+
+
+def test_an_unknown_image_is_refused(server, hearth_binary):
+    result = hearth(server, hearth_binary, "run", "no-such-image", timeout=60)
+    assert result.returncode != 0
+    assert "ResourceNotFoundException" in result.stderr
+
+
+def test_an_unknown_microvm_is_refused(server, hearth_binary):
+    missing = "microvm-" + "0" * 32
+    for command in (["rm", missing], ["logs", missing], ["suspend", missing]):
+        result = hearth(server, hearth_binary, *command, timeout=60)
+        assert result.returncode != 0, command
+        assert "ResourceNotFoundException" in result.stderr, command

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job, as far as hearth goes today: set up; build the example app
+# The main job: set up; start `hearth serve`; have it build the example app
 # (examples/python-app: a Dockerfile FROM debian:12 that installs Python in a
-# build microVM) into an image; run two microVMs from its snapshot and call
-# each app; suspend one to disk and resume it with its memory and files
-# intact; then clean up. Each step is printed.
+# build microVM) into an image with `hearth image create`; run two microVMs
+# from its snapshot and call each app; suspend one (memory and disk to disk)
+# and resume it with its in-memory request count and its files intact; then
+# remove both and stop the server. Each step is printed.
 #
 # usage: scripts/demo.sh
 set -euo pipefail
@@ -23,21 +24,40 @@ call() {
 }
 
 WORK="$(mktemp -d)"
+SERVER=""
 VMS=()
 cleanup() {
-    if ((${#VMS[@]})); then hearth vm rm "${VMS[@]}" 2>/dev/null || true; fi
+    if ((${#VMS[@]})); then hearth rm "${VMS[@]}" >/dev/null 2>&1 || true; fi
+    if [[ -n "$SERVER" ]]; then
+        kill -TERM "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+step "starting hearth serve (the Lambda MicroVMs API and its S3 API, on free loopback ports)"
+hearth serve --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --no-profile \
+    >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVER=$!
+for _ in $(seq 1 100); do
+    [[ $(grep -c '^\(api\|s3\) ' "$WORK/serve.out" 2>/dev/null) -eq 2 ]] && break
+    kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
+    sleep 0.2
+done
+HEARTH_ENDPOINT_URL=$(sed -n 's/^api //p' "$WORK/serve.out")
+HEARTH_S3_ENDPOINT_URL=$(sed -n 's/^s3 //p' "$WORK/serve.out")
+export HEARTH_ENDPOINT_URL HEARTH_S3_ENDPOINT_URL
+echo "API $HEARTH_ENDPOINT_URL, S3 $HEARTH_S3_ENDPOINT_URL (log: $WORK/serve.log)"
+
 step "building examples/python-app into an image (RUN steps execute in a build microVM)"
-hearth image build "$REPO/examples/python-app" --name demo-app --hooks-port 9000 --ready --memory 256
-hearth image ls
+hearth image create "$REPO/examples/python-app" --name demo-app \
+    --hooks-port 9000 --ready --hook run --hook suspend --hook resume --memory 256
 
 step "running two microVMs from the image's snapshot"
-a=$(hearth image run demo-app); VMS+=("$a")
-b=$(hearth image run demo-app); VMS+=("$b")
-hearth vm ls
+a=$(hearth run demo-app --payload '{"tenant": "a"}'); VMS+=("$a")
+b=$(hearth run demo-app --payload '{"tenant": "b"}'); VMS+=("$b")
+hearth ps
 
 step "calling each app"
 echo "$a: $(call "$a")"
@@ -47,13 +67,18 @@ step "writing state into $a: a file on disk, and the app's request count in memo
 echo "written before the suspend" | hearth vm exec "$a" -- sh -c 'cat > /app/note'
 echo "$a again: $(call "$a")"
 
-step "suspending $a to disk (memory, devices, disk) and resuming it"
-hearth vm snapshot "$a" "$WORK/suspended" --stop
-resumed=$(hearth vm restore "$WORK/suspended"); VMS+=("$resumed")
-echo "resumed as $resumed (the request count goes on): $(call "$resumed")"
-echo "its note: $(hearth vm exec "$resumed" -- cat /app/note)"
+step "suspending $a (memory, devices and disk saved, its VM stopped) and resuming it"
+hearth suspend "$a"
+hearth ps
+hearth resume "$a"
+echo "$a after the resume (the request count goes on): $(call "$a")"
+echo "its note: $(hearth vm exec "$a" -- cat /app/note)"
+
+step "the app's output in $a (run, suspend and resume hooks included)"
+hearth logs "$a"
 
 step "removing the microVMs"
-hearth vm rm "${VMS[@]}"
+hearth rm "${VMS[@]}"
 VMS=()
+hearth ps -a
 step "done"

@@ -38,9 +38,9 @@ def cli_image(server, hearth_binary, tmp_path_factory):
     src = tmp_path_factory.mktemp("cli") / "app"
     src.mkdir()
     (src / "Dockerfile").write_text(APP_DOCKERFILE)
-    result = hearth(server, hearth_binary, "image", "create", str(src), "--name", "cli-app",
+    result = hearth(server, hearth_binary, "image", "create", str(src), "--name", "native-app",
                     "--memory", "512")
-    assert ok(result).strip() == "cli-app:1"
+    assert ok(result).strip() == "native-app:1"
     return result
 
 
@@ -51,12 +51,12 @@ def test_image_create_follows_the_build_to_its_end(cli_image):
 
 
 def test_a_microvm_runs_lists_logs_and_is_removed(server, hearth_binary, cli_image):
-    microvm_id = ok(hearth(server, hearth_binary, "run", "cli-app")).strip()
+    microvm_id = ok(hearth(server, hearth_binary, "run", "native-app")).strip()
     assert microvm_id.startswith("microvm-")
     try:
         table = ok(hearth(server, hearth_binary, "ps"))
         row = next(line for line in table.splitlines() if line.startswith(microvm_id))
-        assert row.split()[1:4] == ["cli-app", "1", "RUNNING"]
+        assert row.split()[1:4] == ["native-app", "1", "RUNNING"]
 
         listed = json.loads(ok(hearth(server, hearth_binary, "ps", "--json")))
         mine = next(m for m in listed if m["microvmId"] == microvm_id)
@@ -78,7 +78,7 @@ def test_a_microvm_runs_lists_logs_and_is_removed(server, hearth_binary, cli_ima
 
 
 def test_a_microvm_suspends_and_resumes_with_its_memory(server, hearth_binary, cli_image):
-    microvm_id = ok(hearth(server, hearth_binary, "run", "cli-app", "--payload", "p")).strip()
+    microvm_id = ok(hearth(server, hearth_binary, "run", "native-app", "--payload", "p")).strip()
     try:
         server.vm_exec(microvm_id, "echo kept > /tmp/kept")
         assert ok(hearth(server, hearth_binary, "suspend", microvm_id)).strip() == microvm_id

@@ -79,7 +79,8 @@ def test_a_built_image_is_created_with_an_active_version(client, model, app_imag
 def test_a_build_validates_its_snapshot_in_a_test_vm(server, app_image):
     logs = [p.read_text() for p in server.data_dir.glob("images/*/1/build-*.log")]
     [log] = [text for text in logs if "building conformance-app" in text]
-    assert "the validate hook answered 200" in log
+    assert "waiting for the validate hook on port 9000 to answer 200" in log
+    assert "done validating the snapshot in a test microVM" in log
     assert log.rstrip().endswith("build successful")
 
 
@@ -133,12 +134,13 @@ def test_a_dockerfile_with_run_fails_the_build_naming_the_line(
 ):
     archive = tmp_path / "run.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("Dockerfile", "FROM busybox\nRUN echo hi\nCMD [\"true\"]\n")
+        z.writestr("Dockerfile", "FROM busybox\nRUN echo hi && exit 3\nCMD [\"true\"]\n")
     uri = upload(server, archive, "s3://conformance/run.zip")
     call(client, model, "CreateMicrovmImage", name="run-app", **app_config(base_image_arn, uri))
     assert wait_image(client, "run-app")["state"] == "CREATE_FAILED"
     builds = call(client, model, "ListMicrovmImageBuilds", imageIdentifier="run-app", imageVersion="1")
-    assert "Dockerfile line 2: RUN" in builds["items"][0]["stateReason"]
+    reason = builds["items"][0]["stateReason"]
+    assert "line 2: RUN" in reason and "exited with code 3" in reason, reason
 
 
 def test_images_are_listed_by_page(client, model, base_image_arn, app_image):

@@ -1,9 +1,13 @@
 //! The native CLI's microVM commands over the API: `hearth run`, `ps`,
 //! `rm`, `suspend`, `resume` and `logs`.
 //!
-//! Each is a few API calls through [`crate::client`]; `logs` alone also
+//! Each is a few API calls through [`hearth::client`]; `logs` alone also
 //! reaches the microVM's shim in `<data>/vms/<id>`, as `hearth vm logs`
 //! does, since the API has no call for an app's output.
+//!
+//! Limitation: `hearth logs` works only on the server's host (it reads the
+//! server's data directory), and it honours the image version's `logging`
+//! but not RunMicrovm's, which the control plane does not keep.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -142,6 +142,33 @@ class Server:
             proc.kill()
             proc.wait()
 
+    def kill(self):
+        """SIGKILL, as a crash would: nothing is settled on the way out."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def log_text(self):
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def wait_log(self, *needles, timeout=120):
+        """Waits until one line of the server's log holds every needle."""
+        def found():
+            return any(all(n in line for n in needles) for line in self.log_text().splitlines())
+        wait_for(found, bool, timeout, f"log line with {needles}")
+
+    def processes(self):
+        """The pids of processes (shims, QEMUs) whose command line names this
+        server's data directory, the server itself aside."""
+        mine = {self.proc.pid} if self.proc is not None else set()
+        found = set()
+        for entry in pathlib.Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in mine:
+                if owned_by(int(entry.name), self.data_dir) and alive_pid(int(entry.name)):
+                    found.add(int(entry.name))
+        return found
+
     def restart(self):
         self.stop()
         return self.start()
@@ -185,6 +212,15 @@ def owned_by(pid, data_dir):
     except OSError:
         return False
     return str(data_dir) in cmdline
+
+
+def alive_pid(pid):
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def short_data_dir(tag):

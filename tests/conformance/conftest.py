@@ -17,6 +17,7 @@ pids their shims recorded.
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -150,7 +151,9 @@ class Server:
             proc.wait()
 
     def log_text(self):
-        return pathlib.Path(self.log_path).read_text(errors="replace")
+        """The server's log, without its colours."""
+        text = pathlib.Path(self.log_path).read_text(errors="replace")
+        return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
     def wait_log(self, *needles, timeout=120):
         """Waits until one line of the server's log holds every needle."""

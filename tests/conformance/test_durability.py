@@ -7,6 +7,7 @@ record owns. A RUNNING and a SUSPENDED microVM both survive a SIGKILL."""
 
 import json
 import shutil
+import subprocess
 import pytest
 
 from clients import make_client
@@ -203,4 +204,32 @@ def test_a_running_and_a_suspended_microvm_survive_a_crash(dur):
         client.terminate_microvm(microvmIdentifier=microvm_id)
     wait_microvm(client, running, states=("TERMINATED",))
     wait_microvm(client, suspended, states=("TERMINATED",))
+    settled(dur, client)
+
+
+def test_drain_suspends_every_running_microvm_and_each_resumes(dur):
+    client = make_client(dur.endpoint)
+    ids = [run(client), run(client)]
+    for microvm_id in ids:
+        assert counter(dur, microvm_id) == 1
+        dur.vm_exec(microvm_id, f"echo {microvm_id} > /app/f")
+
+    drained = subprocess.run(
+        [dur.binary, "drain", "--endpoint-url", dur.endpoint, "--data", str(dur.data_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert drained.returncode == 0, drained.stderr
+    assert set(drained.stdout.split()) == set(ids)
+    by_state = settled(dur, client)
+    assert by_state.get("SUSPENDED") == set(ids) and not by_state.get("RUNNING")
+
+    for microvm_id in ids:
+        client.resume_microvm(microvmIdentifier=microvm_id)
+    for microvm_id in ids:
+        wait_microvm(client, microvm_id, timeout=120)
+        assert counter(dur, microvm_id) == 2
+        assert dur.vm_exec(microvm_id, "cat /app/f").strip() == microvm_id
+        client.terminate_microvm(microvmIdentifier=microvm_id)
+    for microvm_id in ids:
+        wait_microvm(client, microvm_id, states=("TERMINATED",))
     settled(dur, client)

@@ -52,7 +52,9 @@ impl Inner {
         }
         if let Some((port, timeout)) = runtime_hook(&version.config, Hook::Run) {
             let payload = row.request.run_hook_payload.clone().unwrap_or_default();
-            let called = self.hook(&id, port, Hook::Run, payload.as_bytes(), timeout).await;
+            let called = self
+                .hook(&id, port, Hook::Run, payload.as_bytes(), timeout)
+                .await;
             if let Err(error) = called {
                 return self.fail(&id, "RUN_HOOK_FAILED", &chain(&error)).await;
             }
@@ -66,7 +68,8 @@ impl Inner {
             Timestamp::now(),
         );
         if matches!(moved, Ok(true)) {
-            self.activity.record(id.as_str(), Timestamp::now().unix_millis());
+            self.activity
+                .record(id.as_str(), Timestamp::now().unix_millis());
             events::microvm(MicrovmEvent::Started, id.as_str(), None);
         }
     }
@@ -157,7 +160,8 @@ impl Inner {
             Timestamp::now(),
         );
         if matches!(moved, Ok(true)) {
-            self.activity.record(id.as_str(), Timestamp::now().unix_millis());
+            self.activity
+                .record(id.as_str(), Timestamp::now().unix_millis());
             events::microvm(MicrovmEvent::Resumed, id.as_str(), None);
         }
         let _ = tokio::fs::remove_dir_all(&snapshot).await;

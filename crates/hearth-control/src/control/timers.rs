@@ -55,7 +55,11 @@ impl Activity {
 }
 
 /// What is due for `row` at `now_ms`, given its last activity.
-pub(super) fn due(row: &MicrovmRow, now_ms: i64, last_activity_ms: Option<i64>) -> Option<TimerAction> {
+pub(super) fn due(
+    row: &MicrovmRow,
+    now_ms: i64,
+    last_activity_ms: Option<i64>,
+) -> Option<TimerAction> {
     let live = matches!(
         row.state,
         MicrovmState::Pending
@@ -137,7 +141,8 @@ mod tests {
 
     #[test]
     fn the_hard_lifetime_counts_suspended_time() {
-        let request = serde_json::json!({"imageIdentifier": "app", "maximumDurationInSeconds": 600});
+        let request =
+            serde_json::json!({"imageIdentifier": "app", "maximumDurationInSeconds": 600});
         let suspended = row(MicrovmState::Suspended, T0 + 10_000, request);
         assert_eq!(due(&suspended, T0 + 599_999, None), None);
         assert_eq!(
@@ -148,7 +153,11 @@ mod tests {
 
     #[test]
     fn the_default_lifetime_is_eight_hours() {
-        let running = row(MicrovmState::Running, T0, serde_json::json!({"imageIdentifier": "app"}));
+        let running = row(
+            MicrovmState::Running,
+            T0,
+            serde_json::json!({"imageIdentifier": "app"}),
+        );
         assert_eq!(due(&running, T0 + 28_799_999, None), None);
         assert!(matches!(
             due(&running, T0 + 28_800_000, None),
@@ -211,7 +220,11 @@ mod tests {
 
     #[test]
     fn without_an_idle_policy_only_the_lifetime_applies() {
-        let running = row(MicrovmState::Running, T0, serde_json::json!({"imageIdentifier": "app"}));
+        let running = row(
+            MicrovmState::Running,
+            T0,
+            serde_json::json!({"imageIdentifier": "app"}),
+        );
         assert_eq!(due(&running, T0 + 10_000_000, None), None);
         let policy: Option<IdlePolicy> = running.request.idle_policy;
         assert!(policy.is_none());

@@ -68,7 +68,11 @@ pub async fn run(args: DrainArgs) -> Result<ExitCode> {
         }
         if Instant::now() >= deadline {
             let ids: Vec<_> = busy.iter().map(|m| m.microvm_id.as_str()).collect();
-            bail!("still not suspended after {}s: {}", args.timeout, ids.join(", "));
+            bail!(
+                "still not suspended after {}s: {}",
+                args.timeout,
+                ids.join(", ")
+            );
         }
         tokio::time::sleep(POLL).await;
     }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_api;
 pub mod drain;
 pub mod image;
 pub mod microvm;

@@ -127,3 +127,18 @@ def test_a_resume_hook_that_hangs_is_cut_at_its_timeout(client, server, app_imag
     client.resume_microvm(microvmIdentifier=microvm_id)
     got = wait_microvm(client, microvm_id, states=("TERMINATED",), timeout=90)
     assert got["stateReason"] == "RESUME_HOOK_FAILED"
+
+
+def test_an_idle_microvm_suspends_and_then_terminates_after_its_suspended_time(
+        client, app_image):
+    # No ingress traffic reaches it: after 60 s idle it suspends, and with
+    # `suspendedDurationSeconds` 0 it terminates as soon as it is suspended.
+    run = client.run_microvm(
+        imageIdentifier="conformance-app",
+        idlePolicy={"maxIdleDurationSeconds": 60, "suspendedDurationSeconds": 0,
+                    "autoResumeEnabled": True},
+    )
+    microvm_id = run["microvmId"]
+    wait_microvm(client, microvm_id)
+    got = wait_microvm(client, microvm_id, states=("TERMINATED",), timeout=240)
+    assert got["stateReason"] == "SUSPENDED_DURATION_REACHED"

@@ -101,6 +101,8 @@ class Server:
         self.proc = None
         self.endpoint = None
         self.s3_endpoint = None
+        # Variables added to the server's environment at its next start.
+        self.extra_env = {}
 
     def start(self):
         args = [
@@ -110,7 +112,7 @@ class Server:
             *self.extra_args,
         ]
         env = dict(os.environ, HEARTH_ACCEL="tcg", HEARTH_ASSETS=str(guest_assets()),
-                   HEARTH_LOG="info,hearth_api=debug")
+                   HEARTH_LOG="info,hearth_api=debug", **self.extra_env)
         env.pop("HEARTH_DATA", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -1,9 +1,10 @@
-"""`hearth serve` SIGKILLed in the middle of a suspend, a resume, a run and
-a build, each at a moment a blocking hook makes certain, then started again
-on the same data directory: every microVM ends usable (it answers, with
-its memory and files) or TERMINATED with a reason, every image CREATED or
-CREATE_FAILED with a reason, and no QEMU, shim or file is left that no
-record owns. A RUNNING and a SUSPENDED microVM both survive a SIGKILL."""
+"""`hearth serve` SIGKILLed in the middle of a suspend, a resume, a run, a
+terminate and a build, each at a moment that a hook which waits (or, once
+the snapshot is saved, the `HEARTH_TEST_PAUSE` point) makes certain, then
+started again on the same data directory: every microVM ends usable (it
+answers, with its memory and files) or TERMINATED with a reason, every
+image CREATED or CREATE_FAILED with a reason, and no QEMU, shim or file is
+left that no record owns. A RUNNING and a SUSPENDED microVM both survive a SIGKILL."""
 
 import json
 import shutil
@@ -111,6 +112,43 @@ def test_a_crash_mid_suspend_finishes_the_suspend(dur):
     assert dur.vm_exec(microvm_id, "cat /app/f").strip() == "kept"
     client.terminate_microvm(microvmIdentifier=microvm_id)
     settled(dur, client)
+
+
+def test_a_crash_after_the_snapshot_is_saved_keeps_it(dur):
+    client = make_client(dur.endpoint)
+    microvm_id = run(client)
+    assert counter(dur, microvm_id) == 1
+    # A restart with the pause point set; the microVM is found again.
+    dur.extra_env = {"HEARTH_TEST_PAUSE": "suspend-saved"}
+    client = crash_and_restart(dur)
+    dur.extra_env = {}
+
+    client.suspend_microvm(microvmIdentifier=microvm_id)
+    dur.wait_log("paused for a test", "suspend-saved")
+    assert client.get_microvm(microvmIdentifier=microvm_id)["state"] == "SUSPENDING"
+    client = crash_and_restart(dur)
+
+    assert settled(dur, client).get("SUSPENDED") == {microvm_id}
+    client.resume_microvm(microvmIdentifier=microvm_id)
+    wait_microvm(client, microvm_id, timeout=120)
+    assert counter(dur, microvm_id) == 2
+    client.terminate_microvm(microvmIdentifier=microvm_id)
+    settled(dur, client)
+
+
+def test_a_crash_mid_terminate_finishes_the_termination(dur):
+    client = make_client(dur.endpoint)
+    microvm_id = run(client)
+    # The terminate hook's timeout is 5 s.
+    dur.vm_exec(microvm_id, "echo 3 > /tmp/hook-terminate-delay")
+    client.terminate_microvm(microvmIdentifier=microvm_id)
+    dur.wait_log("calling hook", microvm_id, "hook=\"terminate\"")
+    client = crash_and_restart(dur)
+
+    by_state = settled(dur, client)
+    assert microvm_id in by_state.get("TERMINATED", set())
+    got = client.get_microvm(microvmIdentifier=microvm_id)
+    assert got["stateReason"] == "USER_INITIATED"
 
 
 def test_a_crash_mid_resume_resumes_again_from_the_snapshot(dur):

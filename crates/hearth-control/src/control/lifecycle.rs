@@ -106,6 +106,7 @@ impl Inner {
         if let Err(error) = self.node.suspend(&id, &dest).await {
             return self.fail(&id, "SUSPEND_FAILED", &chain(&error)).await;
         }
+        pause_point("suspend-saved").await;
         let recorded = self
             .store
             .set_suspended_snapshot(&id, Some(&dest))
@@ -329,6 +330,17 @@ impl Inner {
     fn version_config(&self, row: &MicrovmRow) -> Option<ImageConfig> {
         let version = self.store.version(row.image_id, row.image_version).ok()??;
         Some(version.config)
+    }
+}
+
+/// Holds the task forever at the named point when `HEARTH_TEST_PAUSE` names
+/// it, so that a test can kill the server at a moment no hook can hold
+/// (`suspend-saved`: the snapshot is saved and the VM gone, SUSPENDED not
+/// yet recorded). Unset, it costs one environment lookup.
+async fn pause_point(point: &str) {
+    if std::env::var("HEARTH_TEST_PAUSE").is_ok_and(|wanted| wanted == point) {
+        tracing::warn!(point, "paused for a test");
+        std::future::pending::<()>().await;
     }
 }
 

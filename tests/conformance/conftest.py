@@ -18,6 +18,7 @@ pids their shims recorded.
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,8 @@ class Server:
         self.proc = None
         self.endpoint = None
         self.s3_endpoint = None
+        # Variables added to the server's environment at its next start.
+        self.extra_env = {}
 
     def start(self):
         args = [
@@ -110,7 +113,7 @@ class Server:
             *self.extra_args,
         ]
         env = dict(os.environ, HEARTH_ACCEL="tcg", HEARTH_ASSETS=str(guest_assets()),
-                   HEARTH_LOG="info,hearth_api=debug")
+                   HEARTH_LOG="info,hearth_api=debug", **self.extra_env)
         env.pop("HEARTH_DATA", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -142,6 +145,35 @@ class Server:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def kill(self):
+        """SIGKILL, as a crash would: nothing is settled on the way out."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def log_text(self):
+        """The server's log, without its colours."""
+        text = pathlib.Path(self.log_path).read_text(errors="replace")
+        return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+    def wait_log(self, *needles, timeout=120):
+        """Waits until one line of the server's log holds every needle."""
+        def found():
+            return any(all(n in line for n in needles) for line in self.log_text().splitlines())
+        wait_for(found, bool, timeout, f"log line with {needles}")
+
+    def processes(self):
+        """The pids of processes (shims, QEMUs) whose command line names this
+        server's data directory, the server itself aside."""
+        mine = {self.proc.pid} if self.proc is not None else set()
+        found = set()
+        for entry in pathlib.Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in mine:
+                if owned_by(int(entry.name), self.data_dir) and alive_pid(int(entry.name)):
+                    found.add(int(entry.name))
+        return found
 
     def restart(self):
         self.stop()
@@ -201,6 +233,15 @@ def seed_base_images(binary, data_dir):
         env=dict(os.environ, HEARTH_DATA=str(data_dir)),
         check=True, capture_output=True, timeout=300,
     )
+
+
+def alive_pid(pid):
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def short_data_dir(tag):

@@ -1,7 +1,8 @@
 """A server of its own, restarted on the same data directory: microVMs that
 still run are found again, `clientToken` retries still get the first
 response, a microVM whose VM died while the server was down is terminated
-with a reason, and a run that the memory budget cannot hold is refused."""
+with a reason, and a run that the memory budget cannot hold is refused while the microVM
+that holds the room keeps answering."""
 
 import json
 import os
@@ -12,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from clients import make_client
 from conftest import app_config, upload, wait_for, wait_image, wait_microvm
+from test_lifecycle import answers
 from test_microvms import alive
 
 
@@ -44,6 +46,10 @@ def test_a_run_the_budget_cannot_hold_is_refused(restartable, kept):
     error = caught.value.response
     assert error["Error"]["Code"] == "InsufficientCapacityException"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 500
+    # The microVM that holds the room is undisturbed.
+    assert client.get_microvm(microvmIdentifier=kept)["state"] == "RUNNING"
+    assert answers(restartable, kept)
+    assert len([m for m in client.list_microvms()["items"] if m["state"] != "TERMINATED"]) == 1
 
 
 def test_a_restarted_server_finds_its_microvms_and_tokens(restartable, kept):

@@ -480,6 +480,14 @@ async fn relay(
                 client_tx.close(None);
                 break;
             }
+            Event::Closed {
+                reason: Some(reason),
+            } if shim.state.lock().await.status == VmStatus::Snapshotting => {
+                // Ended by the freeze before a snapshot: its reason, not the
+                // exit that may follow it.
+                client_tx.close(Some(&reason));
+                break;
+            }
             Event::Closed { reason } => {
                 // An agent channel that fails as the VM dies: say it died.
                 let _ = tokio::time::timeout(

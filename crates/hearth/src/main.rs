@@ -46,6 +46,8 @@ enum Command {
     Suspend(cmd::microvm::IdsArgs),
     /// Resume suspended microVMs (through `hearth serve`).
     Resume(cmd::microvm::IdsArgs),
+    /// Suspend every RUNNING microVM and wait (before the host shuts down).
+    Drain(cmd::drain::DrainArgs),
     /// Print a microVM's app output (standard output and error).
     Logs(cmd::microvm::LogsArgs),
     /// Run the supervisor of the VM in DIR (started by `hearth vm`).
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Suspend(args) => cmd::microvm::suspend(args).await,
             Command::Resume(args) => cmd::microvm::resume(args).await,
             Command::Logs(args) => cmd::microvm::logs(args).await,
+            Command::Drain(args) => cmd::drain::run(args).await,
             Command::Shim { dir } => cmd::shim(dir).await,
         }
     });

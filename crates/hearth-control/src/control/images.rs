@@ -220,6 +220,10 @@ impl Inner {
             .set_image_state(image.image_id, MicrovmImageState::Deleted, now)
             .map_err(internal)?;
         self.store.remove_tags(&image.arn, None).map_err(internal)?;
+        // The versions' directories are gone; their parent goes too.
+        if let Some(image_dir) = self.config.version_dir(image.image_id, 0).parent() {
+            let _ = tokio::fs::remove_dir_all(image_dir).await;
+        }
         tracing::info!(image = %image.name, "image deleted");
         Ok(DeleteMicrovmImageOutput {
             image_identifier: input.image_identifier,

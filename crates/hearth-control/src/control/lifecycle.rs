@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hearth_api::model::*;
 
+use super::timers::{self, TimerAction};
 use super::Inner;
 use crate::events::{self, MicrovmEvent};
 use crate::hooks::Hook;
@@ -52,8 +53,7 @@ impl Inner {
         if let Some((port, timeout)) = runtime_hook(&version.config, Hook::Run) {
             let payload = row.request.run_hook_payload.clone().unwrap_or_default();
             let called = self
-                .node
-                .call_hook(&id, port, Hook::Run, payload.as_bytes(), timeout)
+                .hook(&id, port, Hook::Run, payload.as_bytes(), timeout)
                 .await;
             if let Err(error) = called {
                 return self.fail(&id, "RUN_HOOK_FAILED", &chain(&error)).await;
@@ -68,6 +68,8 @@ impl Inner {
             Timestamp::now(),
         );
         if matches!(moved, Ok(true)) {
+            self.activity
+                .record(id.as_str(), Timestamp::now().unix_millis());
             events::microvm(MicrovmEvent::Started, id.as_str(), None);
         }
     }
@@ -85,13 +87,14 @@ impl Inner {
                 .fail(&id, "IMAGE_VERSION_GONE", "its version is gone")
                 .await;
         };
+        // The suspend hook is the app's notice, not a step that can lose the
+        // microVM: when it fails or times out the suspend still happens, and
+        // the failure is the SUSPENDED microVM's stateReason.
+        let mut reason = None;
         if let Some((port, timeout)) = runtime_hook(&config, Hook::Suspend) {
-            let called = self
-                .node
-                .call_hook(&id, port, Hook::Suspend, b"", timeout)
-                .await;
-            if let Err(error) = called {
+            if let Err(error) = self.hook(&id, port, Hook::Suspend, b"", timeout).await {
                 tracing::warn!(microvm_id = %id, error = %chain(&error), "suspend hook failed; suspending anyway");
+                reason = Some("SUSPEND_HOOK_FAILED");
             }
         }
 
@@ -103,6 +106,7 @@ impl Inner {
         if let Err(error) = self.node.suspend(&id, &dest).await {
             return self.fail(&id, "SUSPEND_FAILED", &chain(&error)).await;
         }
+        pause_point("suspend-saved").await;
         let recorded = self
             .store
             .set_suspended_snapshot(&id, Some(&dest))
@@ -111,12 +115,12 @@ impl Inner {
                     &id,
                     &[MicrovmState::Suspending],
                     MicrovmState::Suspended,
-                    None,
+                    reason,
                     Timestamp::now(),
                 )
             });
         match recorded {
-            Ok(true) => events::microvm(MicrovmEvent::Suspended, id.as_str(), None),
+            Ok(true) => events::microvm(MicrovmEvent::Suspended, id.as_str(), reason),
             Ok(false) => {}
             Err(error) => {
                 tracing::error!(microvm_id = %id, error = %error, "cannot record suspend")
@@ -125,7 +129,9 @@ impl Inner {
     }
 
     /// Resumes a microVM that ResumeMicrovm moved from SUSPENDED to PENDING:
-    /// a restore from its own snapshot, then the `resume` hook.
+    /// a restore from its own snapshot, then the `resume` hook. The snapshot
+    /// is kept until the microVM is RUNNING, so a resume cut short by a
+    /// crash can be made again.
     pub(super) async fn resume_task(self: Arc<Self>, id: MicrovmId) {
         let lock = self.microvm_lock(id.as_str());
         let _held = lock.lock().await;
@@ -138,23 +144,15 @@ impl Inner {
         if let Err(error) = self.node.restore(&id, &snapshot).await {
             return self.fail(&id, "RESUME_FAILED", &chain(&error)).await;
         }
-        let _ = tokio::fs::remove_dir_all(&snapshot).await;
-        if let Err(error) = self.store.set_suspended_snapshot(&id, None) {
-            tracing::error!(microvm_id = %id, error = %error, "cannot record resume");
-        }
-
         if let Some((port, timeout)) = self
             .version_config(&row)
             .and_then(|config| runtime_hook(&config, Hook::Resume))
         {
-            let called = self
-                .node
-                .call_hook(&id, port, Hook::Resume, b"", timeout)
-                .await;
-            if let Err(error) = called {
+            if let Err(error) = self.hook(&id, port, Hook::Resume, b"", timeout).await {
                 return self.fail(&id, "RESUME_HOOK_FAILED", &chain(&error)).await;
             }
         }
+
         let moved = self.store.move_microvm(
             &id,
             &[MicrovmState::Pending],
@@ -163,7 +161,13 @@ impl Inner {
             Timestamp::now(),
         );
         if matches!(moved, Ok(true)) {
+            self.activity
+                .record(id.as_str(), Timestamp::now().unix_millis());
             events::microvm(MicrovmEvent::Resumed, id.as_str(), None);
+        }
+        let _ = tokio::fs::remove_dir_all(&snapshot).await;
+        if let Err(error) = self.store.set_suspended_snapshot(&id, None) {
+            tracing::error!(microvm_id = %id, error = %error, "cannot record resume");
         }
     }
 
@@ -202,10 +206,7 @@ impl Inner {
                 .version_config(&row)
                 .and_then(|config| runtime_hook(&config, Hook::Terminate))
             {
-                let called = self
-                    .node
-                    .call_hook(&id, port, Hook::Terminate, b"", timeout)
-                    .await;
+                let called = self.hook(&id, port, Hook::Terminate, b"", timeout).await;
                 if let Err(error) = called {
                     tracing::warn!(microvm_id = %id, error = %chain(&error), "terminate hook failed");
                 }
@@ -227,6 +228,7 @@ impl Inner {
             None,
             Timestamp::now(),
         );
+        self.activity.forget(id.as_str());
         match moved {
             Ok(true) => {
                 let reason = self
@@ -265,34 +267,46 @@ impl Inner {
         }
     }
 
-    /// Terminates microVMs past their hard lifetime, and suspended ones past
-    /// their idle policy's `suspendedDurationSeconds`.
-    // Limitation: `maxIdleDurationSeconds` is not enforced, since idleness is
-    // counted from ingress traffic and no ingress proxy carries any yet.
-    pub(super) fn enforce_lifetimes(self: &Arc<Self>) -> Result<(), StoreError> {
-        let now = Timestamp::now().unix_millis();
+    /// Acts on every microVM whose timer is due at `now_ms`: past its hard
+    /// lifetime or its suspended duration it terminates; idle past its
+    /// `maxIdleDurationSeconds` it suspends.
+    pub(super) fn enforce_lifetimes(self: &Arc<Self>, now_ms: i64) -> Result<(), StoreError> {
         for row in self.store.microvms()? {
-            if !LIVE.contains(&row.state) {
-                continue;
-            }
-            let limit = row
-                .request
-                .maximum_duration_in_seconds
-                .unwrap_or(super::microvms::DEFAULT_MAXIMUM_DURATION_SECONDS);
-            if now - row.started_at.unix_millis() >= i64::from(limit) * 1000 {
-                self.begin_termination(&row.microvm_id, "MAXIMUM_DURATION_REACHED")?;
-                continue;
-            }
-            let suspended_for = row.updated_at.map(|t| now - t.unix_millis());
-            if let (MicrovmState::Suspended, Some(policy), Some(elapsed)) =
-                (row.state, row.request.idle_policy, suspended_for)
-            {
-                if elapsed >= i64::from(policy.suspended_duration_seconds) * 1000 {
-                    self.begin_termination(&row.microvm_id, "SUSPENDED_DURATION_REACHED")?;
+            let id = &row.microvm_id;
+            match timers::due(&row, now_ms, self.activity.last(id.as_str())) {
+                None => {}
+                Some(TimerAction::Terminate(reason)) => self.begin_termination(id, reason)?,
+                Some(TimerAction::Suspend(reason)) => {
+                    let moved = self.store.move_microvm(
+                        id,
+                        &[MicrovmState::Running],
+                        MicrovmState::Suspending,
+                        Some(reason),
+                        Timestamp::now(),
+                    )?;
+                    if moved {
+                        tracing::info!(microvm_id = %id, reason, "idle; suspending");
+                        let inner = self.clone();
+                        let id = id.clone();
+                        self.spawn_task(async move { inner.suspend_task(id).await });
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Calls one of a microVM's runtime hooks, bounded by its timeout.
+    async fn hook(
+        &self,
+        id: &MicrovmId,
+        port: u16,
+        hook: Hook,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(), crate::node::NodeError> {
+        tracing::info!(microvm_id = %id, hook = hook.name(), ?timeout, "calling hook");
+        self.node.call_hook(id, port, hook, body, timeout).await
     }
 
     /// The microVM, if it is PENDING.
@@ -316,6 +330,17 @@ impl Inner {
     fn version_config(&self, row: &MicrovmRow) -> Option<ImageConfig> {
         let version = self.store.version(row.image_id, row.image_version).ok()??;
         Some(version.config)
+    }
+}
+
+/// Holds the task forever at the named point when `HEARTH_TEST_PAUSE` names
+/// it, so that a test can kill the server at a moment no hook can hold
+/// (`suspend-saved`: the snapshot is saved and the VM gone, SUSPENDED not
+/// yet recorded). Unset, it costs one environment lookup.
+async fn pause_point(point: &str) {
+    if std::env::var("HEARTH_TEST_PAUSE").is_ok_and(|wanted| wanted == point) {
+        tracing::warn!(point, "paused for a test");
+        std::future::pending::<()>().await;
     }
 }
 

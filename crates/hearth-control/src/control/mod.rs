@@ -16,6 +16,7 @@ mod lifecycle;
 mod microvms;
 mod recovery;
 mod tags;
+mod timers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -88,6 +89,8 @@ struct Inner {
     builds: Mutex<JoinSet<()>>,
     /// Running microVM tasks, awaited on stop.
     tasks: Mutex<JoinSet<()>>,
+    /// When each microVM last carried ingress traffic.
+    activity: timers::Activity,
 }
 
 impl HearthControl {
@@ -123,6 +126,7 @@ impl HearthControl {
             build_slots: Semaphore::new(1),
             builds: Mutex::default(),
             tasks: Mutex::default(),
+            activity: timers::Activity::default(),
         };
         let control = Self {
             inner: Arc::new(inner),
@@ -136,12 +140,23 @@ impl HearthControl {
                 let Some(inner) = timers.upgrade() else {
                     return;
                 };
-                if let Err(error) = inner.enforce_lifetimes() {
+                if let Err(error) = inner.enforce_lifetimes(Timestamp::now().unix_millis()) {
                     tracing::error!(error = %error, "timers: cannot read microvms");
                 }
             }
         });
         Ok(control)
+    }
+
+    /// Notes ingress traffic to or from a microVM (by id or ARN), which
+    /// postpones its idle suspend (`maxIdleDurationSeconds`). Cheap enough
+    /// to call per request or per chunk of a stream.
+    pub fn record_activity(&self, microvm_identifier: &str) {
+        if let Some(id) = self.inner.arns.microvm_id(microvm_identifier) {
+            self.inner
+                .activity
+                .record(id.as_str(), Timestamp::now().unix_millis());
+        }
     }
 
     /// The database, which also keeps the API's `clientToken` records.

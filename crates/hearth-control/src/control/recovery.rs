@@ -1,12 +1,39 @@
 //! Reading the state back after a start: what a stop or a crash left
 //! behind is settled before the API answers.
+//!
+//! Every microVM ends up where a user can act on it. RUNNING ones whose
+//! shim still runs are re-attached; a half-done run or resume is started
+//! again from its snapshot (the image's, or the microVM's own suspended
+//! one, which is kept until the microVM is RUNNING again); a half-done
+//! suspend is finished, from the snapshot the shim completed or by
+//! suspending again; anything else whose VM is gone is TERMINATED with a
+//! reason. Builds cut short fail. Then the files and VMs no record owns
+//! (half-written snapshots, scratch directories, microVM VM directories)
+//! are removed.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hearth_api::model::*;
+use hearth_shim::{VmDir, VmStatus};
 
 use super::Inner;
-use crate::store::StoreError;
+use crate::ids::MicrovmId;
+use crate::store::{MicrovmRow, StoreError};
+
+/// How long recovery waits for a shim to finish a snapshot it was taking.
+const SNAPSHOT_SETTLE: Duration = Duration::from_secs(120);
+
+/// A microVM task to start again once recovery has swept.
+enum Restart {
+    /// Start a PENDING microVM from its image's snapshot.
+    Run(MicrovmId),
+    /// Resume a PENDING microVM from its own snapshot.
+    Resume(MicrovmId),
+    /// Suspend a SUSPENDING microVM whose VM still runs.
+    Suspend(MicrovmId),
+}
 
 impl Inner {
     /// Settles builds and microVMs that a stop or crash interrupted.
@@ -14,23 +41,40 @@ impl Inner {
         self.fail_unfinished_builds("the server stopped during the build")
             .await?;
 
+        let mut restarts = Vec::new();
         for row in self.store.microvms()? {
             let id = row.microvm_id.clone();
             let reason = match row.state {
                 MicrovmState::Terminated => continue,
                 MicrovmState::Running if self.node.is_running(&id) => {
                     tracing::info!(microvm_id = %id, "microvm still running; reattached");
+                    self.drop_stale_snapshot(&row).await?;
                     continue;
                 }
                 MicrovmState::Suspended
                     if row.suspended_snapshot.as_ref().is_some_and(|p| p.exists()) =>
                 {
-                    continue
+                    self.node.stop(&id).await;
+                    continue;
                 }
+                MicrovmState::Pending => match self.recover_pending(&row).await {
+                    Ok(restart) => {
+                        restarts.push(restart);
+                        continue;
+                    }
+                    Err(reason) => reason,
+                },
+                MicrovmState::Suspending => match self.recover_suspending(&row).await? {
+                    Ok(Some(restart)) => {
+                        restarts.push(restart);
+                        continue;
+                    }
+                    Ok(None) => continue,
+                    Err(reason) => reason,
+                },
                 MicrovmState::Running => "VM_EXITED",
                 MicrovmState::Suspended => "SNAPSHOT_LOST",
                 MicrovmState::Terminating => "USER_INITIATED",
-                MicrovmState::Pending | MicrovmState::Suspending => "SERVER_RESTARTED",
             };
             tracing::warn!(microvm_id = %id, state = %row.state, reason, "settling microvm after restart");
             let moved = self.store.move_microvm(
@@ -43,6 +87,150 @@ impl Inner {
             if moved || row.state == MicrovmState::Terminating {
                 if let Some(row) = self.store.microvm(&id)? {
                     self.finish_termination(&row).await;
+                }
+            }
+        }
+
+        self.sweep().await?;
+        for restart in restarts {
+            let inner = self.clone();
+            match restart {
+                Restart::Run(id) => self.spawn_task(async move { inner.start_microvm(id).await }),
+                Restart::Resume(id) => self.spawn_task(async move { inner.resume_task(id).await }),
+                Restart::Suspend(id) => {
+                    self.spawn_task(async move { inner.suspend_task(id).await })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A run or resume cut short: whatever VM it left is discarded and the
+    /// start is made again from the same snapshot, so the `run` hook is
+    /// called once in the VM that is kept, and a resume loses nothing.
+    async fn recover_pending(&self, row: &MicrovmRow) -> Result<Restart, &'static str> {
+        let id = &row.microvm_id;
+        self.node.stop(id).await;
+        match &row.suspended_snapshot {
+            Some(snapshot) if snapshot.exists() => {
+                tracing::info!(microvm_id = %id, "resume interrupted; resuming again");
+                Ok(Restart::Resume(id.clone()))
+            }
+            Some(_) => Err("SNAPSHOT_LOST"),
+            None => {
+                tracing::info!(microvm_id = %id, "start interrupted; starting again");
+                Ok(Restart::Run(id.clone()))
+            }
+        }
+    }
+
+    /// A suspend cut short. A snapshot the shim completed is kept and the
+    /// microVM is SUSPENDED; a VM that still runs is suspended again; a VM
+    /// that is gone without a snapshot cannot be brought back.
+    async fn recover_suspending(
+        &self,
+        row: &MicrovmRow,
+    ) -> Result<Result<Option<Restart>, &'static str>, StoreError> {
+        let id = &row.microvm_id;
+        self.settle_snapshotting(id).await;
+
+        // A snapshot directory is renamed into place only when complete.
+        let dest = self.config.suspended_dir(id.as_str());
+        if dest.is_dir() {
+            self.node.stop(id).await;
+            self.store.set_suspended_snapshot(id, Some(&dest))?;
+            let moved = self.store.move_microvm(
+                id,
+                &[MicrovmState::Suspending],
+                MicrovmState::Suspended,
+                None,
+                Timestamp::now(),
+            )?;
+            if moved {
+                tracing::info!(microvm_id = %id, "suspend finished by its shim; suspended");
+                crate::events::microvm(crate::events::MicrovmEvent::Suspended, id.as_str(), None);
+            }
+            return Ok(Ok(None));
+        }
+        if self.node.is_running(id) {
+            tracing::info!(microvm_id = %id, "suspend interrupted; suspending again");
+            return Ok(Ok(Some(Restart::Suspend(id.clone()))));
+        }
+        Ok(Err("SUSPEND_INTERRUPTED"))
+    }
+
+    /// Waits, bounded, for a shim that is taking a snapshot to finish it.
+    async fn settle_snapshotting(&self, id: &MicrovmId) {
+        let dir = VmDir::new(&self.config.data_dir, id.as_str());
+        let deadline = Instant::now() + SNAPSHOT_SETTLE;
+        while Instant::now() < deadline {
+            let snapshotting = dir.read_state().is_ok_and(|state| {
+                state.status == VmStatus::Snapshotting && dir.owns_process(state.shim_pid)
+            });
+            if !snapshotting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tracing::warn!(microvm_id = %id, "shim still snapshotting after {SNAPSHOT_SETTLE:?}");
+    }
+
+    /// A RUNNING microVM keeps no suspended snapshot: one left by a resume
+    /// that was cut short after it recorded RUNNING goes.
+    async fn drop_stale_snapshot(&self, row: &MicrovmRow) -> Result<(), StoreError> {
+        let dir = self.config.suspended_dir(row.microvm_id.as_str());
+        if row.suspended_snapshot.is_some() || dir.exists() {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            self.store.set_suspended_snapshot(&row.microvm_id, None)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what no record owns: microVM VM directories (and their
+    /// processes) of microVMs that are not live, suspended snapshots of
+    /// microVMs that are not suspended, half-written snapshots, and build
+    /// scratch directories (no build runs while the server starts).
+    async fn sweep(&self) -> Result<(), StoreError> {
+        let data = &self.config.data_dir;
+        for name in dir_names(&data.join("vms")) {
+            let Some(id) = MicrovmId::parse(&name) else {
+                continue;
+            };
+            let live = self.store.microvm(&id)?.is_some_and(|row| {
+                matches!(row.state, MicrovmState::Running | MicrovmState::Suspending)
+            });
+            if !live {
+                tracing::warn!(microvm_id = %id, "removing a vm no live microvm owns");
+                self.node.stop(&id).await;
+            }
+        }
+
+        for name in dir_names(&data.join("suspended")) {
+            let kept = match MicrovmId::parse(&name) {
+                Some(id) => self.store.microvm(&id)?.is_some_and(|row| {
+                    matches!(
+                        row.state,
+                        MicrovmState::Suspended | MicrovmState::Suspending | MicrovmState::Pending
+                    )
+                }),
+                None => false,
+            };
+            if !kept {
+                remove_dir(&data.join("suspended").join(&name)).await;
+            }
+        }
+
+        for name in dir_names(&data.join("builds")) {
+            remove_dir(&data.join("builds").join(&name)).await;
+        }
+        for image in dir_names(&data.join("images")) {
+            let image_dir = data.join("images").join(image);
+            for version in dir_names(&image_dir) {
+                let version_dir = image_dir.join(version);
+                for name in dir_names(&version_dir) {
+                    if name.contains(".tmp-") {
+                        remove_dir(&version_dir.join(name)).await;
+                    }
                 }
             }
         }
@@ -94,5 +282,25 @@ impl Inner {
             tracing::warn!(build_id = %build.build_id, reason, "build failed on restart");
         }
         Ok(())
+    }
+}
+
+/// The names of the directories in `dir` (none when it is missing).
+fn dir_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+/// Removes a directory the sweep found unowned.
+async fn remove_dir(dir: &Path) {
+    tracing::warn!(path = %dir.display(), "removing files no record owns");
+    if let Err(error) = tokio::fs::remove_dir_all(dir).await {
+        tracing::warn!(path = %dir.display(), error = %error, "cannot remove");
     }
 }

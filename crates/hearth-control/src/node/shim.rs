@@ -12,6 +12,32 @@ use crate::hooks::{self, Hook};
 use crate::ids::MicrovmId;
 use crate::pipeline::VmHost;
 
+/// How long a stopped VM's shim and QEMU get to exit before they are
+/// killed.
+const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits, bounded, until neither the shim nor the QEMU that `dir` records
+/// runs; whether they ended.
+async fn processes_end(dir: &VmDir, grace: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let running = dir.read_state().is_ok_and(|state| {
+            state
+                .qemu_pid
+                .into_iter()
+                .chain([state.shim_pid])
+                .any(|pid| dir.owns_process(pid))
+        });
+        if !running {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs microVMs under shims on this host.
 #[derive(Clone, Debug)]
 pub struct ShimNode {
@@ -107,9 +133,12 @@ impl Node for ShimNode {
             Ok(client) => client.stop().await.is_ok(),
             Err(_) => false,
         };
-        if !stopped {
+        if !stopped || !processes_end(&dir, SHIM_EXIT_GRACE).await {
             dir.kill_processes();
+            processes_end(&dir, SHIM_EXIT_GRACE).await;
         }
+        // Only with its processes gone: a shim that exits cleans up paths
+        // that a VM of the same id would use next.
         if let Err(error) = tokio::fs::remove_dir_all(dir.root()).await {
             tracing::warn!(vm_id, error = %error, "cannot remove vm directory");
         }

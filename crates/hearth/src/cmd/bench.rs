@@ -28,6 +28,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 512)]
         memory: u32,
     },
+    /// RunMicrovm to RUNNING, suspend, resume and ten runs at once, through
+    /// the API of a `hearth serve` that the benchmark starts and stops.
+    Api {
+        /// Runs per figure.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 256)]
+        memory: u32,
+    },
 }
 
 /// Runs a benchmark.
@@ -38,6 +48,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             runs,
             memory,
         } => vm(rootfs, runs.max(1), memory).await,
+        BenchCommand::Api { runs, memory } => super::bench_api::api(runs.max(1), memory).await,
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_api;
+pub mod drain;
 pub mod image;
 pub mod image_create;
 pub mod microvm;

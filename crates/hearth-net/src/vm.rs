@@ -5,7 +5,8 @@ use crate::host::HostNetwork;
 use crate::{GUEST_GATEWAY, GUEST_SUBNET};
 
 /// Whether a VM's traffic may leave the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Egress {
     /// Outside addresses through NAT (the default, as in AWS).
     Internet,
@@ -27,7 +28,7 @@ pub enum GuestLink {
 }
 
 /// A VM's network namespace, its uplink to the host, and its guest link.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmNet {
     /// The namespace's name.
     pub netns: String,
@@ -42,7 +43,20 @@ pub struct VmNet {
 }
 
 /// The name of the uplink inside every VM namespace.
-const UPLINK: &str = "uplink";
+pub(crate) const UPLINK: &str = "uplink";
+
+/// Network slots: /30 uplinks in a /16.
+const SLOTS: u32 = 16384;
+
+/// Where the search for a free slot starts: spread by the VM's id, so that
+/// VMs started at once rarely try the same slot.
+fn first_slot(vm_id: &str) -> u32 {
+    // FNV-1a: stable and good enough to spread.
+    let hash = vm_id
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % SLOTS
+}
 
 impl VmNet {
     /// Creates the namespace of network slot `slot`, with its uplink and
@@ -59,16 +73,14 @@ impl VmNet {
         egress: Egress,
         link: GuestLink,
     ) -> Result<VmNet, NetError> {
-        let (host_address, netns_address) = host.uplink_addresses(slot)?;
-        let net = VmNet {
-            netns: format!("{}-{slot}", host.prefix),
-            guest_link: "tap0".to_owned(),
-            host_if: format!("{}{slot}", host.prefix),
-            host_address,
-            netns_address,
+        let netns = format!("{}-{slot}", host.prefix);
+        cmd::ip(&["netns", "add", &netns]).await?;
+        let net = VmNet::in_slot(host, netns, slot)?;
+        let made = match net.add_uplink().await {
+            Ok(()) => net.configure(egress, &link).await,
+            Err(err) => Err(err),
         };
-        cmd::ip(&["netns", "add", &net.netns]).await?;
-        match net.configure(egress, &link).await {
+        match made {
             Ok(()) => Ok(net),
             Err(err) => {
                 net.destroy().await;
@@ -77,13 +89,70 @@ impl VmNet {
         }
     }
 
-    async fn configure(&self, egress: Egress, link: &GuestLink) -> Result<(), NetError> {
-        let ns = self.netns.as_str();
-        cmd::ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
+    /// Creates the namespace of the VM `vm_id` ([`HostNetwork::netns_of`]),
+    /// in the first free network slot, with its uplink and guest link, and
+    /// routes and translation as `egress` says. A namespace left by an
+    /// earlier VM of that id is replaced; a partly made one is removed when
+    /// a step fails.
+    ///
+    /// Slots are claimed by creating the uplink, which the kernel refuses
+    /// for a name in use, so VMs started at once never share one.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a tool refuses (typically without root) or every slot is
+    /// taken.
+    pub async fn create_for(
+        host: &HostNetwork,
+        vm_id: &str,
+        egress: Egress,
+        link: GuestLink,
+    ) -> Result<VmNet, NetError> {
+        let netns = host.netns_of(vm_id);
+        let _ = cmd::ip(&["netns", "del", &netns]).await;
+        cmd::ip(&["netns", "add", &netns]).await?;
+        let start = first_slot(vm_id);
+        let mut last = None;
+        for step in 0..SLOTS {
+            let slot = (start + step) % SLOTS;
+            let net = VmNet::in_slot(host, netns.clone(), slot)?;
+            match net.add_uplink().await {
+                Ok(()) => {
+                    return match net.configure(egress, &link).await {
+                        Ok(()) => {
+                            tracing::info!(netns = %net.netns, host_if = %net.host_if, ?egress, "vm network created");
+                            Ok(net)
+                        }
+                        Err(err) => {
+                            net.destroy().await;
+                            Err(err)
+                        }
+                    };
+                }
+                Err(NetError::Failed { stderr, .. }) if stderr.contains("exists") => continue,
+                Err(err) => {
+                    last = Some(err);
+                    break;
+                }
+            }
+        }
+        let _ = cmd::ip(&["netns", "del", &netns]).await;
+        Err(last.unwrap_or(NetError::Slot(SLOTS)))
+    }
 
-        // The uplink: a veth pair between the host and the namespace.
-        let host_cidr = format!("{}/30", self.host_address);
-        let ns_cidr = format!("{}/30", self.netns_address);
+    fn in_slot(host: &HostNetwork, netns: String, slot: u32) -> Result<VmNet, NetError> {
+        let (host_address, netns_address) = host.uplink_addresses(slot)?;
+        Ok(VmNet {
+            netns,
+            guest_link: "tap0".to_owned(),
+            host_if: format!("{}{slot}", host.prefix),
+            host_address,
+            netns_address,
+        })
+    }
+
+    /// The uplink: a veth pair between the host and the namespace.
+    async fn add_uplink(&self) -> Result<(), NetError> {
         cmd::ip(&[
             "link",
             "add",
@@ -94,9 +163,18 @@ impl VmNet {
             "name",
             UPLINK,
             "netns",
-            ns,
+            &self.netns,
         ])
-        .await?;
+        .await
+        .map(drop)
+    }
+
+    async fn configure(&self, egress: Egress, link: &GuestLink) -> Result<(), NetError> {
+        let ns = self.netns.as_str();
+        cmd::ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
+
+        let host_cidr = format!("{}/30", self.host_address);
+        let ns_cidr = format!("{}/30", self.netns_address);
         cmd::ip(&["addr", "add", &host_cidr, "dev", &self.host_if]).await?;
         cmd::ip(&["link", "set", &self.host_if, "up"]).await?;
         cmd::ip(&["-n", ns, "addr", "add", &ns_cidr, "dev", UPLINK]).await?;
@@ -172,7 +250,10 @@ impl VmNet {
     /// Removes the namespace with everything in it; the host's end of the
     /// uplink goes with its peer.
     pub async fn destroy(&self) {
+        // The uplink is deleted from inside the namespace: once the namespace
+        // is gone, the host-side name may already belong to another VM.
+        let _ = cmd::ip(&["-n", &self.netns, "link", "del", UPLINK]).await;
         let _ = cmd::ip(&["netns", "del", &self.netns]).await;
-        let _ = cmd::ip(&["link", "del", &self.host_if]).await;
+        tracing::info!(netns = %self.netns, "vm network removed");
     }
 }

@@ -222,6 +222,9 @@ async fn snapshot_app(
         vcpus: job.guest.vcpus,
         memory_mib: job.guest.memory_mib,
         disk_bytes: DEFAULT_ROOT_DISK_BYTES,
+        // The snapshot carries the NIC that every microVM restored from it
+        // gets, in its own namespace.
+        network: Some(hearth_net::Egress::Internet),
     };
     let host = job.vm_host.launch_host();
     let dir = launch::boot(&host, spec).await.map_err(|e| {

@@ -95,6 +95,10 @@ pub struct BootArgs {
     /// Root disk size in MiB when the root filesystem is a directory.
     #[arg(long, default_value_t = 8192)]
     disk: u64,
+    /// A NIC in a network namespace of the VM's own, with internet egress
+    /// through NAT and no way to the host or other VMs (needs root).
+    #[arg(long)]
+    net: bool,
 }
 
 /// Arguments of `hearth vm exec`.
@@ -182,6 +186,7 @@ async fn boot(args: BootArgs) -> Result<ExitCode> {
         vcpus: args.vcpus,
         memory_mib: args.memory,
         disk_bytes: args.disk * 1024 * 1024,
+        network: args.net.then_some(hearth_net::Egress::Internet),
     };
     let dir = launch::boot(&host, spec).await?;
     println!("{}", dir.id());

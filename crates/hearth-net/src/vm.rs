@@ -52,9 +52,9 @@ const SLOTS: u32 = 16384;
 /// VMs started at once rarely try the same slot.
 fn first_slot(vm_id: &str) -> u32 {
     // FNV-1a: stable and good enough to spread.
-    let hash = vm_id
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let hash = vm_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     hash % SLOTS
 }
 

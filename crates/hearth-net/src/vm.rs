@@ -2,7 +2,7 @@
 
 use crate::cmd::{self, NetError};
 use crate::host::HostNetwork;
-use crate::{GUEST_GATEWAY, GUEST_SUBNET};
+use crate::{GUEST_DNS, GUEST_GATEWAY, GUEST_SUBNET};
 
 /// Whether a VM's traffic may leave the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +45,71 @@ pub struct VmNet {
 /// The name of the uplink inside every VM namespace.
 pub(crate) const UPLINK: &str = "uplink";
 
+/// The namespace's own rules: the guest's traffic leaves translated to the
+/// uplink's address, and DNS queries to [`GUEST_DNS`] go to `upstream`.
+fn namespace_rules(upstream: Option<&str>) -> String {
+    let dns = match upstream {
+        Some(server) => format!(
+            "    chain prerouting {{\n        type nat hook prerouting priority -100; policy accept;\n        ip daddr {GUEST_DNS} udp dport 53 dnat to {server}\n        ip daddr {GUEST_DNS} tcp dport 53 dnat to {server}\n    }}\n"
+        ),
+        None => String::new(),
+    };
+    format!(
+        "table ip hearth {{\n{dns}    chain postrouting {{\n        type nat hook postrouting priority 100; policy accept;\n        ip saddr {GUEST_SUBNET} oifname \"{UPLINK}\" masquerade\n    }}\n}}\n"
+    )
+}
+
+/// The first of the host's DNS servers (`/etc/resolv.conf`) that a guest can
+/// be sent to: IPv4 and not on the host's loopback.
+// Limitation: a host whose only resolvers are on its loopback (such as
+// systemd-resolved's 127.0.0.53) or on its own addresses gives its guests no DNS.
+pub fn host_dns_server() -> Option<String> {
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    outside_nameservers(&resolv).into_iter().next()
+}
+
+/// The IPv4 nameservers of a `resolv.conf` that are not on the loopback.
+fn outside_nameservers(resolv: &str) -> Vec<String> {
+    resolv
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::Ipv4Addr>().ok())
+        .filter(|addr| !addr.is_loopback() && !addr.is_unspecified())
+        .map(|addr| addr.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_ipv6_nameservers_are_left_out() {
+        let resolv = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\nsearch x\nnameserver 198.51.100.9 \n";
+        assert_eq!(
+            outside_nameservers(resolv),
+            vec!["192.0.2.53".to_owned(), "198.51.100.9".to_owned()]
+        );
+    }
+
+    #[test]
+    fn dns_is_forwarded_only_when_there_is_a_server() {
+        let with = namespace_rules(Some("192.0.2.53"));
+        assert!(with.contains("ip daddr 10.0.2.3 udp dport 53 dnat to 192.0.2.53"));
+        assert!(with.contains("masquerade"));
+        let without = namespace_rules(None);
+        assert!(!without.contains("dnat"));
+        assert!(without.contains("masquerade"));
+    }
+
+    #[test]
+    fn slots_are_spread_by_id_and_stay_in_range() {
+        assert_ne!(first_slot("vm-000000000001"), first_slot("vm-000000000002"));
+        assert!(first_slot("anything") < SLOTS);
+        assert_eq!(first_slot("vm-a"), first_slot("vm-a"));
+    }
+}
+
 /// Network slots: /30 uplinks in a /16.
 const SLOTS: u32 = 16384;
 
@@ -73,9 +138,8 @@ impl VmNet {
         egress: Egress,
         link: GuestLink,
     ) -> Result<VmNet, NetError> {
-        let netns = format!("{}-{slot}", host.prefix);
-        cmd::ip(&["netns", "add", &netns]).await?;
-        let net = VmNet::in_slot(host, netns, slot)?;
+        let net = VmNet::in_slot(host, format!("{}-{slot}", host.prefix), slot)?;
+        cmd::ip(&["netns", "add", &net.netns]).await?;
         let made = match net.add_uplink().await {
             Ok(()) => net.configure(egress, &link).await,
             Err(err) => Err(err),
@@ -215,6 +279,8 @@ impl VmNet {
         }
         let gateway = format!("{GUEST_GATEWAY}/24");
         cmd::ip(&["-n", ns, "addr", "add", &gateway, "dev", &self.guest_link]).await?;
+        let dns = format!("{GUEST_DNS}/24");
+        cmd::ip(&["-n", ns, "addr", "add", &dns, "dev", &self.guest_link]).await?;
         cmd::ip(&["-n", ns, "link", "set", &self.guest_link, "up"]).await?;
 
         if egress == Egress::Internet {
@@ -229,12 +295,23 @@ impl VmNet {
             ])
             .await?;
             cmd::sysctl(Some(ns), "net.ipv4.ip_forward", "1").await?;
-            let script = format!(
-                "table ip hearth {{\n    chain postrouting {{\n        type nat hook postrouting priority 100; policy accept;\n        ip saddr {GUEST_SUBNET} oifname \"{UPLINK}\" masquerade\n    }}\n}}\n"
-            );
-            cmd::nft(Some(ns), &script).await?;
+            cmd::nft(Some(ns), &namespace_rules(host_dns_server().as_deref())).await?;
         }
         Ok(())
+    }
+
+    /// [`VmNet::destroy`] for callers that cannot wait (a `Drop`).
+    pub fn destroy_blocking(&self) {
+        let run = |args: &[&str]| {
+            let _ = std::process::Command::new("ip")
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        run(&["-n", &self.netns, "link", "del", UPLINK]);
+        run(&["netns", "del", &self.netns]);
+        tracing::info!(netns = %self.netns, "vm network removed");
     }
 
     /// The command prefix that runs a program inside the namespace.

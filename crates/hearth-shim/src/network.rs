@@ -37,30 +37,14 @@ pub async fn destroy(dir: &VmDir, net: &VmNet) {
     let _ = std::fs::remove_file(dir.network());
 }
 
-/// What the agent is told: the same addresses in every namespace, and the
-/// host's own DNS servers when they can be reached from outside the host.
+/// What the agent is told: the same addresses in every namespace.
 pub fn guest_spec() -> NetworkSpec {
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     NetworkSpec {
         interface: None,
         address: hearth_net::GUEST_ADDRESS.to_owned(),
         gateway: Some(hearth_net::GUEST_GATEWAY.to_owned()),
-        dns: outside_nameservers(&resolv),
+        dns: vec![hearth_net::GUEST_DNS.to_owned()],
     }
-}
-
-/// The IPv4 nameservers of a `resolv.conf` that are not on the host's
-/// loopback (a guest cannot reach those).
-// Limitation: a host whose only resolver is on its loopback (systemd-resolved)
-// gives its guests no DNS server.
-fn outside_nameservers(resolv: &str) -> Vec<String> {
-    resolv
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|rest| rest.trim().parse::<std::net::Ipv4Addr>().ok())
-        .filter(|addr| !addr.is_loopback() && !addr.is_unspecified())
-        .map(|addr| addr.to_string())
-        .collect()
 }
 
 #[cfg(test)]
@@ -68,18 +52,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_and_ipv6_nameservers_are_left_out() {
-        let resolv = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\nsearch x\nnameserver 198.51.100.9 \n";
-        assert_eq!(
-            outside_nameservers(resolv),
-            vec!["192.0.2.53".to_owned(), "198.51.100.9".to_owned()]
-        );
-    }
-
-    #[test]
     fn every_guest_gets_the_same_addresses() {
         let spec = guest_spec();
         assert_eq!(spec.address, "10.0.2.15/24");
         assert_eq!(spec.gateway.as_deref(), Some("10.0.2.2"));
+        assert_eq!(spec.dns, vec!["10.0.2.3".to_owned()]);
     }
 }

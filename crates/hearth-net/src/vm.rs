@@ -110,6 +110,9 @@ mod tests {
     }
 }
 
+/// The hardware address of the guest's gateway (locally administered).
+const GATEWAY_MAC: &str = "02:68:65:61:72:02";
+
 /// Network slots: /30 uplinks in a /16.
 const SLOTS: u32 = 16384;
 
@@ -277,6 +280,18 @@ impl VmNet {
                 .await?;
             }
         }
+        // The same hardware address in every namespace too: a restored guest
+        // keeps the gateway's in its neighbour cache.
+        cmd::ip(&[
+            "-n",
+            ns,
+            "link",
+            "set",
+            &self.guest_link,
+            "address",
+            GATEWAY_MAC,
+        ])
+        .await?;
         let gateway = format!("{GUEST_GATEWAY}/24");
         cmd::ip(&["-n", ns, "addr", "add", &gateway, "dev", &self.guest_link]).await?;
         let dns = format!("{GUEST_DNS}/24");

@@ -161,7 +161,10 @@ impl Node for ShimNode {
         };
         if !stopped {
             dir.kill_processes();
-            // A killed shim leaves its VM's network namespace behind.
+        }
+        // A shim that did not stop its VM itself (killed, or gone before it
+        // could) leaves the VM's network namespace behind.
+        if !stopped || dir.network().exists() {
             HostNetwork::default().remove_vm_netns(vm_id).await;
         }
         if let Err(error) = tokio::fs::remove_dir_all(dir.root()).await {

@@ -456,6 +456,10 @@ async fn rm_one(id: &str) -> Result<()> {
     // did not answer) is ended by its recorded pid, once the pid is proven
     // to be this VM's.
     dir.kill_processes();
+    // A shim that did not stop its VM itself leaves the VM's network.
+    if dir.network().exists() {
+        hearth_net::HostNetwork::default().remove_vm_netns(id).await;
+    }
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("removing {}", dir.root().display()))
 }

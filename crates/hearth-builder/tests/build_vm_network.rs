@@ -1,8 +1,9 @@
 //! The network of a real build microVM: a RUN step reaches a server standing
 //! for the internet (in a namespace this test makes, routed from the host),
 //! but not the host's loopback (which QEMU's user network would hand it at
-//! 10.0.2.2) nor the host's other addresses; the VM's namespace is gone once
-//! the step is done. Skipped when the assets are missing.
+//! 10.0.2.2) nor the host's other addresses; its DNS server (10.0.2.3) is
+//! forwarded to the host's (here a stand-in's); the VM's namespace is gone
+//! once the step is done. Skipped when the assets are missing.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -99,6 +100,36 @@ impl Lab {
     }
 }
 
+/// A DNS server that answers every A query with one address.
+const DNS_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+answer = bytes(int(x) for x in sys.argv[2].split("."))
+while True:
+    q, peer = s.recvfrom(512)
+    end = q.index(b"\0", 12) + 5
+    is_a = q[end - 4:end - 2] == b"\0\1"
+    head = q[:2] + b"\x81\x80" + q[4:6] + (b"\0\1" if is_a else b"\0\0") + b"\0\0\0\0"
+    rr = b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4" + answer if is_a else b""
+    s.sendto(head + q[12:end] + rr, peer)
+"#;
+
+impl Lab {
+    /// Answers A queries on `listen`:53 in `netns` with `address`.
+    fn dns(&mut self, netns: &str, listen: &str, address: &str) {
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", netns, "python3", "-c", DNS_SERVER, listen, address,
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.servers.push(child);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for server in &mut self.servers {
@@ -137,6 +168,9 @@ async fn a_run_step_reaches_outside_but_not_the_host() {
     lab.httpd(Some(&netns), "198.51.101.2:8080", &www.join("out"));
     lab.httpd(None, "127.0.0.1:8094", &www.join("host"));
     lab.httpd(None, "198.51.101.1:8094", &www.join("host"));
+    lab.dns(&netns, "198.51.101.2", "198.51.101.7");
+    // The guest's DNS server, 10.0.2.3, forwards to the stand-in's.
+    std::env::set_var("HEARTH_DNS_SERVER", "198.51.101.2");
     let before = build_namespaces();
 
     let store = ImageStore::open(dir.path().join("store")).unwrap();
@@ -161,6 +195,7 @@ for i in $(seq 15); do out=$(get 198.51.101.2 8080); [ -n "$out" ] && break; sle
 echo "outside: $out"
 echo "host loopback: $(get 10.0.2.2 8094)"
 echo "host address: $(get 198.51.101.1 8094)"
+echo "dns: $(nslookup example.test | grep -c 198.51.101.7)"
 "#;
     let outcome = runner
         .run(
@@ -181,6 +216,7 @@ echo "host address: $(get 198.51.101.1 8094)"
     );
     assert!(lines.contains(&"host loopback: ".to_owned()), "{lines:?}");
     assert!(lines.contains(&"host address: ".to_owned()), "{lines:?}");
+    assert!(lines.contains(&"dns: 1".to_owned()), "{lines:?}");
     assert_eq!(
         build_namespaces(),
         before,

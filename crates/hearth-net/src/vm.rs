@@ -59,11 +59,19 @@ fn namespace_rules(upstream: Option<&str>) -> String {
     )
 }
 
-/// The first of the host's DNS servers (`/etc/resolv.conf`) that a guest can
-/// be sent to: IPv4 and not on the host's loopback.
+/// The DNS server guests' queries are forwarded to: `$HEARTH_DNS_SERVER` when
+/// set, else the first of the host's (`/etc/resolv.conf`) that a guest can be
+/// sent to: IPv4 and not on the host's loopback.
 // Limitation: a host whose only resolvers are on its loopback (such as
 // systemd-resolved's 127.0.0.53) or on its own addresses gives its guests no DNS.
 pub fn host_dns_server() -> Option<String> {
+    if let Some(server) = std::env::var_os("HEARTH_DNS_SERVER") {
+        let server = server.to_string_lossy();
+        return server
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|a| a.to_string());
+    }
     let resolv = std::fs::read_to_string("/etc/resolv.conf").ok()?;
     outside_nameservers(&resolv).into_iter().next()
 }

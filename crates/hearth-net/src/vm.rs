@@ -87,37 +87,6 @@ fn outside_nameservers(resolv: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_and_ipv6_nameservers_are_left_out() {
-        let resolv = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\nsearch x\nnameserver 198.51.100.9 \n";
-        assert_eq!(
-            outside_nameservers(resolv),
-            vec!["192.0.2.53".to_owned(), "198.51.100.9".to_owned()]
-        );
-    }
-
-    #[test]
-    fn dns_is_forwarded_only_when_there_is_a_server() {
-        let with = namespace_rules(Some("192.0.2.53"));
-        assert!(with.contains("ip daddr 10.0.2.3 udp dport 53 dnat to 192.0.2.53"));
-        assert!(with.contains("masquerade"));
-        let without = namespace_rules(None);
-        assert!(!without.contains("dnat"));
-        assert!(without.contains("masquerade"));
-    }
-
-    #[test]
-    fn slots_are_spread_by_id_and_stay_in_range() {
-        assert_ne!(first_slot("vm-000000000001"), first_slot("vm-000000000002"));
-        assert!(first_slot("anything") < SLOTS);
-        assert_eq!(first_slot("vm-a"), first_slot("vm-a"));
-    }
-}
-
 /// The hardware address of the guest's gateway (locally administered).
 const GATEWAY_MAC: &str = "02:68:65:61:72:02";
 
@@ -355,5 +324,36 @@ impl VmNet {
         let _ = cmd::ip(&["-n", &self.netns, "link", "del", UPLINK]).await;
         let _ = cmd::ip(&["netns", "del", &self.netns]).await;
         tracing::info!(netns = %self.netns, "vm network removed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_ipv6_nameservers_are_left_out() {
+        let resolv = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\nsearch x\nnameserver 198.51.100.9 \n";
+        assert_eq!(
+            outside_nameservers(resolv),
+            vec!["192.0.2.53".to_owned(), "198.51.100.9".to_owned()]
+        );
+    }
+
+    #[test]
+    fn dns_is_forwarded_only_when_there_is_a_server() {
+        let with = namespace_rules(Some("192.0.2.53"));
+        assert!(with.contains("ip daddr 10.0.2.3 udp dport 53 dnat to 192.0.2.53"));
+        assert!(with.contains("masquerade"));
+        let without = namespace_rules(None);
+        assert!(!without.contains("dnat"));
+        assert!(without.contains("masquerade"));
+    }
+
+    #[test]
+    fn slots_are_spread_by_id_and_stay_in_range() {
+        assert_ne!(first_slot("vm-000000000001"), first_slot("vm-000000000002"));
+        assert!(first_slot("anything") < SLOTS);
+        assert_eq!(first_slot("vm-a"), first_slot("vm-a"));
     }
 }

@@ -37,10 +37,13 @@ impl HostNetwork {
     ///
     /// Fails when `nft` or `sysctl` refuse, typically without root.
     pub async fn install(&self) -> Result<(), NetError> {
-        let _ = cmd::nft(None, &format!("delete table inet {}\n", self.table)).await;
         let links = format!("{}*", self.prefix);
+        // One transaction: the table is made if missing, dropped and made
+        // anew, so running guests are never without their rules.
         let script = format!(
-            r#"table inet {table} {{
+            r#"table inet {table}
+delete table inet {table}
+table inet {table} {{
     chain input {{
         type filter hook input priority 0; policy accept;
         iifname "{links}" drop

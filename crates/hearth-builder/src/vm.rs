@@ -9,14 +9,18 @@
 //! A boot goes: QEMU starts, the agent answers its first `Hello` (a boot that
 //! stalls is tried once more, as TCG guests occasionally stall early), the
 //! guest gets its identity (entropy and the host's clock, which package
-//! managers check signatures against) and, when asked, its network: QEMU's
-//! user network with DNS through the agent's mounted `/etc/resolv.conf`.
+//! managers check signatures against) and, when asked, its network: a NIC in
+//! a network namespace of the VM's own (`hearth-net`, as microVMs have), with
+//! internet egress through NAT but no way to the host or other VMs, and DNS
+//! through the agent's mounted `/etc/resolv.conf`. The namespace goes with
+//! the VM.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
+use hearth_net::{Egress, GuestLink, HostNetwork, VmNet};
 use hearth_protocol::mux::{handshake_host, FrameReader};
 use hearth_protocol::{
     Control, Event, ExecSpec, FsExportSummary, Identity, NetworkSpec, Request, Role, Session,
@@ -72,6 +76,9 @@ pub enum BuildVmError {
     /// A command did not finish in time.
     #[error("the command did not finish within {0:?}")]
     Timeout(Duration),
+    /// The VM's network could not be made (it needs root).
+    #[error("build vm: network")]
+    Network(#[from] hearth_net::NetError),
 }
 
 /// What a build VM is made of.
@@ -87,7 +94,8 @@ pub struct BuildVmConfig {
     pub vcpus: u32,
     /// Guest memory in MiB.
     pub memory_mib: u32,
-    /// Whether the guest gets QEMU's user network (for package downloads).
+    /// Whether the guest gets a network (for package downloads): a NIC in a
+    /// namespace of its own with internet egress.
     pub network: bool,
 }
 
@@ -99,6 +107,8 @@ pub struct BuildVm {
     vm: QemuVm,
     session: Session,
     console: PathBuf,
+    /// Dropped after `vm`.
+    _net: NetGuard,
 }
 
 impl BuildVm {
@@ -128,9 +138,16 @@ impl BuildVm {
             format: DiskFormat::Raw,
             read_only: false,
         }];
-        if config.network {
-            machine.network = Network::User;
-        }
+        let net = match config.network {
+            true => {
+                let net = build_network().await?;
+                machine.network = Network::Tap;
+                machine.netns = Some(net.netns.clone());
+                Some(net)
+            }
+            false => None,
+        };
+        let net = NetGuard(net);
 
         let console = machine.console_log.clone();
         let mut attempt = 1;
@@ -155,14 +172,15 @@ impl BuildVm {
             vm,
             session,
             console,
+            _net: net,
         };
         built.identify().await?;
         if config.network {
             let spec = NetworkSpec {
                 interface: None,
-                address: Network::USER_ADDRESS.to_owned(),
-                gateway: Some(Network::USER_GATEWAY.to_owned()),
-                dns: vec![Network::USER_DNS.to_owned()],
+                address: hearth_net::GUEST_ADDRESS.to_owned(),
+                gateway: Some(hearth_net::GUEST_GATEWAY.to_owned()),
+                dns: vec![hearth_net::GUEST_DNS.to_owned()],
             };
             built.call("network", Request::Network(spec)).await?;
         }
@@ -349,6 +367,28 @@ impl BuildVm {
         let left = deadline.saturating_duration_since(Instant::now());
         if tokio::time::timeout(left, self.vm.wait()).await.is_err() {
             self.vm.kill().await;
+        }
+    }
+}
+
+/// Makes a build VM's network namespace (named `b-` and random digits),
+/// with the host's rules in place first.
+async fn build_network() -> Result<VmNet, BuildVmError> {
+    let host = HostNetwork::default();
+    let id = format!("b-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    host.ensure().await?;
+    Ok(VmNet::create_for(&host, &id, Egress::Internet, GuestLink::Tap).await?)
+}
+
+/// Removes a build VM's namespace when the VM is dropped (after its QEMU
+/// has been told to die: a namespace outlives its name while a process is
+/// in it, and goes with the last one).
+struct NetGuard(Option<VmNet>);
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        if let Some(net) = self.0.take() {
+            net.destroy_blocking();
         }
     }
 }

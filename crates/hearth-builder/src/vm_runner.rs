@@ -5,7 +5,8 @@
 //!
 //! 1. the stage's root directory becomes a sparse ext4 image
 //!    (`mkfs.ext4 -d`, owners, modes and links as on disk);
-//! 2. a [`BuildVm`] boots on it, with QEMU's user network and DNS;
+//! 2. a [`BuildVm`] boots on it, with a network namespace of its own (NAT
+//!    egress and DNS, nothing of the host);
 //! 3. the agent marks the root filesystem (`FsMark`);
 //! 4. the command runs with the step's argv, environment, working directory
 //!    and user, its output streamed line by line;

@@ -32,7 +32,7 @@ pub mod tokens;
 
 pub use config::{ControlConfig, EndpointConfig};
 pub use control::{ControlError, HearthControl};
-pub use node::{Node, NodeError, ShimNode};
+pub use node::{Egress, Node, NodeError, ShimNode};
 pub use pipeline::{
     BuildFailure, BuildJob, BuildProgress, BuiltVersion, ContainerConfig, ImagePipeline,
 };

@@ -30,7 +30,12 @@ struct FakeNode {
 
 #[async_trait]
 impl Node for FakeNode {
-    async fn restore(&self, id: &MicrovmId, snapshot: &Path) -> Result<(), NodeError> {
+    async fn restore(
+        &self,
+        id: &MicrovmId,
+        snapshot: &Path,
+        _egress: Egress,
+    ) -> Result<(), NodeError> {
         assert!(
             snapshot.join("memory").is_file(),
             "restored from a snapshot"

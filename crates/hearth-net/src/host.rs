@@ -37,10 +37,13 @@ impl HostNetwork {
     ///
     /// Fails when `nft` or `sysctl` refuse, typically without root.
     pub async fn install(&self) -> Result<(), NetError> {
-        let _ = cmd::nft(None, &format!("delete table inet {}\n", self.table)).await;
         let links = format!("{}*", self.prefix);
+        // One transaction: the table is made if missing, dropped and made
+        // anew, so running guests are never without their rules.
         let script = format!(
-            r#"table inet {table} {{
+            r#"table inet {table}
+delete table inet {table}
+table inet {table} {{
     chain input {{
         type filter hook input priority 0; policy accept;
         iifname "{links}" drop
@@ -60,6 +63,61 @@ impl HostNetwork {
         );
         cmd::nft(None, &script).await?;
         cmd::sysctl(None, "net.ipv4.ip_forward", "1").await
+    }
+
+    /// Installs the host's rules unless they are in place already.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostNetwork::install`].
+    pub async fn ensure(&self) -> Result<(), NetError> {
+        let listed = cmd::run("nft", &["list", "table", "inet", &self.table], None).await;
+        match listed {
+            Ok(_) => Ok(()),
+            Err(_) => self.install().await,
+        }
+    }
+
+    /// The namespace of the VM `vm_id`: `<prefix>-<vm_id>`.
+    pub fn netns_of(&self, vm_id: &str) -> String {
+        format!("{}-{vm_id}", self.prefix)
+    }
+
+    /// The VM ids that have a namespace on this host, with the namespace's
+    /// name, those of every hearth using this prefix.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `ip` cannot be run.
+    pub async fn vm_namespaces(&self) -> Result<Vec<(String, String)>, NetError> {
+        let listed = cmd::ip(&["netns", "list"]).await?;
+        let head = format!("{}-", self.prefix);
+        Ok(listed
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter_map(|name| {
+                let id = name.strip_prefix(&head)?;
+                Some((id.to_owned(), name.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Whether any process runs in the namespace `netns`.
+    pub async fn netns_in_use(&self, netns: &str) -> bool {
+        match cmd::ip(&["netns", "pids", netns]).await {
+            Ok(pids) => !pids.trim().is_empty(),
+            Err(_) => false,
+        }
+    }
+
+    /// Removes the namespace of VM `vm_id`, if there is one, with its
+    /// uplink and guest link.
+    pub async fn remove_vm_netns(&self, vm_id: &str) {
+        let netns = self.netns_of(vm_id);
+        let _ = cmd::ip(&["-n", &netns, "link", "del", crate::vm::UPLINK]).await;
+        if cmd::ip(&["netns", "del", &netns]).await.is_ok() {
+            tracing::info!(%netns, "vm network removed");
+        }
     }
 
     /// Removes the host's rules (forwarding stays as it is: other software

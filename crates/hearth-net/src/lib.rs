@@ -6,7 +6,8 @@
 //!                   10.0.2.2   NAT to 10.201.x.2        10.201.x.1   NAT
 //! ```
 //!
-//! Every guest sees the same addresses (10.0.2.15/24, gateway 10.0.2.2), so a
+//! Every guest sees the same addresses (10.0.2.15/24, gateway 10.0.2.2, DNS
+//! server 10.0.2.3, forwarded to the host's), so a
 //! snapshot restored anywhere keeps a working network configuration in its
 //! memory. Its namespace translates the guest's traffic to the namespace's
 //! uplink address; the host forwards it outside and translates it again.
@@ -27,13 +28,17 @@ mod vm;
 
 pub use cmd::NetError;
 pub use host::HostNetwork;
-pub use vm::{Egress, GuestLink, VmNet};
+pub use vm::{host_dns_server, Egress, GuestLink, VmNet};
 
 /// The guest's address and prefix inside every VM network.
 pub const GUEST_ADDRESS: &str = "10.0.2.15/24";
 
 /// The guest's gateway: the VM namespace's end of the guest link.
 pub const GUEST_GATEWAY: &str = "10.0.2.2";
+
+/// The guest's DNS server: the VM namespace forwards queries to it on to the
+/// host's own DNS server.
+pub const GUEST_DNS: &str = "10.0.2.3";
 
 /// The subnet of the guest links.
 pub const GUEST_SUBNET: &str = "10.0.2.0/24";

@@ -80,6 +80,9 @@ pub struct BootSpec {
     pub memory_mib: u32,
     /// Size of the root disk in bytes when made from a directory.
     pub disk_bytes: u64,
+    /// A NIC in a network namespace of the VM's own, and where its traffic
+    /// may go; `None` for no network.
+    pub network: Option<hearth_net::Egress>,
 }
 
 /// The files every VM needs.
@@ -157,6 +160,7 @@ pub async fn boot(host: &Host, spec: BootSpec) -> Result<VmDir, LaunchError> {
         restore_from: None,
         hostname: id.clone(),
         accel_cache: host.accel_cache.clone(),
+        network: spec.network,
     };
     start(host, &dir, &config).await?;
     Ok(dir)
@@ -182,6 +186,21 @@ pub async fn restore(host: &Host, snapshot: &Path) -> Result<VmDir, LaunchError>
 /// Fails when the snapshot is damaged or was taken by an incompatible QEMU,
 /// when the id is taken, or when the VM does not start.
 pub async fn restore_as(host: &Host, snapshot: &Path, id: &str) -> Result<VmDir, LaunchError> {
+    restore_with(host, snapshot, id, None).await
+}
+
+/// Like [`restore_as`], with the egress of the VM's network when its
+/// snapshot has a NIC (`None`: internet egress).
+///
+/// # Errors
+///
+/// As [`restore_as`].
+pub async fn restore_with(
+    host: &Host,
+    snapshot: &Path,
+    id: &str,
+    egress: Option<hearth_net::Egress>,
+) -> Result<VmDir, LaunchError> {
     let snap_err = |source| LaunchError::Snapshot {
         path: snapshot.to_owned(),
         source,
@@ -219,6 +238,7 @@ pub async fn restore_as(host: &Host, snapshot: &Path, id: &str) -> Result<VmDir,
         restore_from: Some(snapshot),
         hostname: id.to_owned(),
         accel_cache: host.accel_cache.clone(),
+        network: egress,
     };
     start(host, &dir, &config).await?;
     Ok(dir)

@@ -9,6 +9,7 @@
 //!                 shim.sock     clients connect here
 //!                 qmp.sock      QEMU's monitor (the shim's alone)
 //!                 agent.sock    the agent's channel (the shim's alone)
+//!                 network.json  the VM's network namespace, while it has one
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,12 @@ impl VmDir {
     /// QEMU's monitor socket.
     pub fn qmp_socket(&self) -> PathBuf {
         self.root.join("qmp.sock")
+    }
+
+    /// `network.json`: the VM's network namespace and uplink, while QEMU
+    /// runs in one.
+    pub fn network(&self) -> PathBuf {
+        self.root.join("network.json")
     }
 
     /// The agent channel's socket.
@@ -175,6 +182,12 @@ pub struct VmConfig {
     pub hostname: String,
     /// Where the accelerator probe caches its answer.
     pub accel_cache: PathBuf,
+    /// The VM's network: a boot with `Some` gets a NIC in a network
+    /// namespace of its own, and where its traffic may go; `None` boots
+    /// without one. A restore has a NIC when its snapshot has one, with
+    /// internet egress when this says nothing.
+    #[serde(default)]
+    pub network: Option<hearth_net::Egress>,
 }
 
 /// Where a VM is in its life.

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod launch;
 pub mod layout;
+mod network;
 pub mod request;
 mod server;
 

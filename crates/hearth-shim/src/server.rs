@@ -16,7 +16,7 @@ use hearth_protocol::{
     AgentInfo, AppSpec, Control, Event, Identity, Request, Role, Session, StreamReceiver,
     StreamSender,
 };
-use hearth_vmm::{Disk, DiskFormat, MachineConfig, QemuVm, Snapshot};
+use hearth_vmm::{Disk, DiskFormat, MachineConfig, Network, QemuVm, Snapshot};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Mutex, RwLock};
@@ -61,6 +61,9 @@ pub enum ShimError {
     /// The agent did not answer.
     #[error("agent: {0}")]
     Agent(String),
+    /// The VM's network could not be made.
+    #[error("network")]
+    Network(#[from] hearth_net::NetError),
 }
 
 fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
@@ -86,6 +89,8 @@ struct Shim {
     state: Mutex<VmState>,
     agent: RwLock<Option<AgentLink>>,
     exited: watch::Sender<Option<String>>,
+    /// The VM's network namespace, removed once QEMU is gone.
+    net: Option<hearth_net::VmNet>,
 }
 
 fn now_ms() -> u64 {
@@ -119,7 +124,8 @@ pub async fn run(dir: VmDir) -> Result<(), ShimError> {
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(dir_err(&socket))?;
 
-    match start_vm(&dir, &config, &mut state).await {
+    let mut net = None;
+    match start_vm(&dir, &config, &mut state, &mut net).await {
         Ok((vm, link)) => {
             state.status = VmStatus::Running;
             state.ready_ms = Some(started.elapsed().as_millis() as u64);
@@ -133,12 +139,17 @@ pub async fn run(dir: VmDir) -> Result<(), ShimError> {
                 state: Mutex::new(state),
                 agent: RwLock::new(Some(link)),
                 exited: watch::Sender::new(None),
+                net,
             });
             serve(shim, listener).await;
             let _ = std::fs::remove_file(&socket);
             Ok(())
         }
         Err(err) => {
+            // QEMU is gone: `start_vm` ends it before it fails.
+            if let Some(net) = &net {
+                crate::network::destroy(&dir, net).await;
+            }
             state.status = VmStatus::Exited;
             state.exit = Some(format!("failed to start: {}", error_chain(&err)));
             let _ = dir.write_state(&state);
@@ -164,6 +175,7 @@ async fn start_vm(
     dir: &VmDir,
     config: &VmConfig,
     state: &mut VmState,
+    net: &mut Option<hearth_net::VmNet>,
 ) -> Result<(QemuVm, AgentLink), ShimError> {
     let choice = hearth_vmm::choose_accel(
         &config.kernel,
@@ -194,6 +206,15 @@ async fn start_vm(
         None => None,
     };
     state.accel = Some(machine.accel.as_str().to_owned());
+    if snapshot.is_none() && config.network.is_some() {
+        machine.network = Network::Tap;
+    }
+    if machine.network == Network::Tap {
+        let egress = config.network.unwrap_or(hearth_net::Egress::Internet);
+        let made = crate::network::create(dir, egress).await?;
+        machine.netns = Some(made.netns.clone());
+        *net = Some(made);
+    }
     let (vm, link) = match &snapshot {
         Some(snapshot) => {
             let vm = spawn_recorded(dir, machine, state).await?;
@@ -205,6 +226,10 @@ async fn start_vm(
         None => cold_boot(dir, machine, state).await?,
     };
 
+    if let Err(err) = configure_guest(&link, net.is_some()).await {
+        vm.kill().await;
+        return Err(err);
+    }
     identify(&link.session, &config.hostname).await?;
     if config.restore_from.is_none() {
         if let Some(app) = &config.app {
@@ -212,6 +237,19 @@ async fn start_vm(
         }
     }
     Ok((vm, link))
+}
+
+/// Configures the guest's `eth0` when the VM has a network: after a boot, and
+/// again after a restore (the same addresses, so nothing changes in a guest
+/// that has them already).
+async fn configure_guest(link: &AgentLink, has_network: bool) -> Result<(), ShimError> {
+    if !has_network {
+        return Ok(());
+    }
+    let spec = crate::network::guest_spec();
+    call_agent(&link.session, &Request::Network(spec))
+        .await
+        .map(drop)
 }
 
 /// Records QEMU's pid as soon as it runs, so that nothing is orphaned.
@@ -354,6 +392,11 @@ async fn serve(shim: Arc<Shim>, listener: UnixListener) {
 async fn watch_exit(shim: Arc<Shim>) {
     let reason = shim.vm.wait().await.to_string();
     tracing::info!(vm = %shim.config.id, %reason, "vm exited");
+    // Before the exit is recorded: whoever waits for it may start a VM of
+    // the same id, whose namespace has the same name.
+    if let Some(net) = &shim.net {
+        crate::network::destroy(&shim.dir, net).await;
+    }
     {
         let mut state = shim.state.lock().await;
         state.status = VmStatus::Exited;

@@ -305,15 +305,13 @@ impl Snapshot {
         config.vcpus = self.meta.machine.vcpus;
         config.memory_mib = self.meta.machine.memory_mib;
         config.accel = self.meta.machine.accel;
-        config.network = match self
-            .meta
-            .machine
-            .devices
-            .iter()
-            .any(|d| d.starts_with("virtio-net"))
-        {
-            true => Network::User,
-            false => Network::None,
+        let devices = &self.meta.machine.devices;
+        config.network = if devices.iter().any(|d| d == "virtio-net-device,tap") {
+            Network::Tap
+        } else if devices.iter().any(|d| d.starts_with("virtio-net")) {
+            Network::User
+        } else {
+            Network::None
         };
         config.incoming = true;
         config

@@ -155,6 +155,9 @@ pub async fn snapshot_app(
         vcpus: resources.vcpus,
         memory_mib: resources.memory_mib,
         disk_bytes: hearth_vmm::disk::DEFAULT_ROOT_DISK_BYTES,
+        // The snapshot carries the NIC that every microVM restored from it
+        // gets, in its own namespace.
+        network: Some(hearth_net::Egress::Internet),
     };
     events.note(format!(
         "booting the app microVM ({} MiB, {} vCPU)",

@@ -16,6 +16,7 @@ use super::Inner;
 use crate::events::{self, MicrovmEvent};
 use crate::hooks::Hook;
 use crate::ids::MicrovmId;
+use crate::node::egress_of;
 use crate::store::{MicrovmRow, StoreError};
 
 /// A runtime hook's timeout when the image does not set one.
@@ -47,7 +48,8 @@ impl Inner {
                 .await;
         };
 
-        if let Err(error) = self.node.restore(&id, &snapshot).await {
+        let egress = egress_of(row.request.egress_network_connectors.as_deref());
+        if let Err(error) = self.node.restore(&id, &snapshot, egress).await {
             return self.fail(&id, "MICROVM_START_FAILED", &chain(&error)).await;
         }
         if let Some((port, timeout)) = runtime_hook(&version.config, Hook::Run) {
@@ -141,7 +143,8 @@ impl Inner {
                 .fail(&id, "SNAPSHOT_LOST", "no suspended snapshot")
                 .await;
         };
-        if let Err(error) = self.node.restore(&id, &snapshot).await {
+        let egress = egress_of(row.request.egress_network_connectors.as_deref());
+        if let Err(error) = self.node.restore(&id, &snapshot, egress).await {
             return self.fail(&id, "RESUME_FAILED", &chain(&error)).await;
         }
         if let Some((port, timeout)) = self

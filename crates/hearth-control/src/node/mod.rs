@@ -16,7 +16,22 @@ use async_trait::async_trait;
 use crate::hooks::{Hook, HookError};
 use crate::ids::MicrovmId;
 
+pub use hearth_net::Egress;
 pub use shim::ShimNode;
+
+/// The egress connector that lets a microVM reach the internet.
+pub const INTERNET_EGRESS: &str = "INTERNET_EGRESS";
+
+/// Where a microVM's traffic may go, from its `egressNetworkConnectors`:
+/// the internet when they are not given (the default) or name
+/// `INTERNET_EGRESS`; nowhere for an empty list.
+pub fn egress_of(connectors: Option<&[String]>) -> Egress {
+    match connectors {
+        None => Egress::Internet,
+        Some(list) if list.iter().any(|c| c == INTERNET_EGRESS) => Egress::Internet,
+        Some(_) => Egress::None,
+    }
+}
 
 /// Errors of node operations.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +87,14 @@ pub enum NodeError {
 pub trait Node: Send + Sync + 'static {
     /// Starts microVM `id` from the snapshot directory `snapshot` and
     /// returns once its agent answers (and the guest has fresh entropy,
-    /// clock and hostname). A VM that did not start leaves nothing behind.
-    async fn restore(&self, id: &MicrovmId, snapshot: &Path) -> Result<(), NodeError>;
+    /// clock and hostname, and its network, in a namespace of its own with
+    /// `egress`). A VM that did not start leaves nothing behind.
+    async fn restore(
+        &self,
+        id: &MicrovmId,
+        snapshot: &Path,
+        egress: Egress,
+    ) -> Result<(), NodeError>;
 
     /// Calls a lifecycle hook in microVM `id`; `Ok` only for a 200.
     async fn call_hook(
@@ -97,6 +118,19 @@ pub trait Node: Send + Sync + 'static {
     fn is_running(&self, id: &MicrovmId) -> bool;
 
     /// Stops a VM that is not a microVM (a build's) by its VM id and
-    /// removes its directory.
+    /// removes its directory and its network namespace.
     async fn discard_vm(&self, vm_id: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_is_the_internet_unless_an_empty_list_says_none() {
+        assert_eq!(egress_of(None), Egress::Internet);
+        let internet = vec![INTERNET_EGRESS.to_owned()];
+        assert_eq!(egress_of(Some(&internet)), Egress::Internet);
+        assert_eq!(egress_of(Some(&[])), Egress::None);
+    }
 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use hearth_shim::launch;
 use hearth_shim::{ShimClient, VmDir, VmStatus};
 
-use super::{Node, NodeError};
+use hearth_net::HostNetwork;
+
+use super::{Egress, Node, NodeError};
 use crate::hooks::{self, Hook};
 use crate::ids::MicrovmId;
 use crate::pipeline::VmHost;
@@ -38,6 +40,16 @@ async fn processes_end(dir: &VmDir, grace: Duration) -> bool {
     }
 }
 
+/// How long an unused namespace of a VM unknown here must have existed before
+/// it is taken for an orphan.
+const ORPHAN_AGE: Duration = Duration::from_secs(120);
+
+/// How long ago the namespace `netns` was made.
+fn netns_age(netns: &str) -> Option<Duration> {
+    let meta = std::fs::metadata(Path::new("/run/netns").join(netns)).ok()?;
+    meta.modified().ok()?.elapsed().ok()
+}
+
 /// Runs microVMs under shims on this host.
 #[derive(Clone, Debug)]
 pub struct ShimNode {
@@ -54,6 +66,44 @@ impl ShimNode {
         VmDir::new(&self.host.data, id)
     }
 
+    /// Removes the network namespaces of VMs of this host's data directory
+    /// whose processes are gone (a shim killed outright leaves its own), and
+    /// those of VMs unknown here that no process has used for a while.
+    /// Returns the VM ids whose namespace was removed.
+    pub async fn remove_orphan_networks(&self) -> Vec<String> {
+        let host = HostNetwork::default();
+        let Ok(namespaces) = host.vm_namespaces().await else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for (vm_id, netns) in namespaces {
+            if host.netns_in_use(&netns).await {
+                continue;
+            }
+            let dir = self.dir(&vm_id);
+            let orphan = if dir.root().exists() {
+                !self.vm_running(&vm_id)
+            } else {
+                // Another hearth's VM may be starting in it: leave young ones.
+                netns_age(&netns).is_some_and(|age| age > ORPHAN_AGE)
+            };
+            if orphan {
+                host.remove_vm_netns(&vm_id).await;
+                tracing::info!(vm_id, "orphan vm network removed");
+                removed.push(vm_id);
+            }
+        }
+        removed
+    }
+
+    fn vm_running(&self, vm_id: &str) -> bool {
+        let dir = self.dir(vm_id);
+        let Ok(state) = dir.read_state() else {
+            return false;
+        };
+        state.status != VmStatus::Exited && dir.owns_process(state.shim_pid)
+    }
+
     async fn client(&self, id: &MicrovmId) -> Result<ShimClient, NodeError> {
         ShimClient::connect(&self.dir(id.as_str()))
             .await
@@ -66,9 +116,15 @@ impl ShimNode {
 
 #[async_trait]
 impl Node for ShimNode {
-    async fn restore(&self, id: &MicrovmId, snapshot: &Path) -> Result<(), NodeError> {
+    async fn restore(
+        &self,
+        id: &MicrovmId,
+        snapshot: &Path,
+        egress: Egress,
+    ) -> Result<(), NodeError> {
         let host = self.host.launch_host();
-        if let Err(source) = launch::restore_as(&host, snapshot, id.as_str()).await {
+        let restored = launch::restore_with(&host, snapshot, id.as_str(), Some(egress)).await;
+        if let Err(source) = restored {
             self.stop(id).await;
             return Err(NodeError::Start {
                 id: id.to_string(),
@@ -114,11 +170,7 @@ impl Node for ShimNode {
     }
 
     fn is_running(&self, id: &MicrovmId) -> bool {
-        let dir = self.dir(id.as_str());
-        let Ok(state) = dir.read_state() else {
-            return false;
-        };
-        state.status != VmStatus::Exited && dir.owns_process(state.shim_pid)
+        self.vm_running(id.as_str())
     }
 
     async fn discard_vm(&self, vm_id: &str) {
@@ -136,6 +188,11 @@ impl Node for ShimNode {
         if !stopped || !processes_end(&dir, SHIM_EXIT_GRACE).await {
             dir.kill_processes();
             processes_end(&dir, SHIM_EXIT_GRACE).await;
+        }
+        // A shim that did not stop its VM itself (killed, or gone before it
+        // could) leaves the VM's network namespace behind.
+        if !stopped || dir.network().exists() {
+            HostNetwork::default().remove_vm_netns(vm_id).await;
         }
         // Only with its processes gone: a shim that exits cleans up paths
         // that a VM of the same id would use next.

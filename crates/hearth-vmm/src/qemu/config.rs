@@ -81,6 +81,9 @@ pub struct MachineConfig {
     pub incoming: bool,
     /// The guest's network.
     pub network: Network,
+    /// The network namespace QEMU runs in (started through
+    /// `ip netns exec`), where a [`Network::Tap`] device is.
+    pub netns: Option<String>,
 }
 
 /// A VM's network device.
@@ -96,9 +99,17 @@ pub enum Network {
     // Limitation: QEMU user networking lets the guest reach the host's
     // loopback as 10.0.2.2; isolation needs a network namespace per VM.
     User,
+    /// A virtio-net device on the tap device [`Network::TAP_NAME`] of the
+    /// network namespace QEMU runs in (see `hearth-net`): the guest is
+    /// configured as on the user network, and the namespace decides where
+    /// its packets may go.
+    Tap,
 }
 
 impl Network {
+    /// The tap device's name in a VM's network namespace.
+    pub const TAP_NAME: &'static str = "tap0";
+
     /// The guest's address on QEMU's user network, with its prefix.
     pub const USER_ADDRESS: &'static str = "10.0.2.15/24";
     /// The gateway on QEMU's user network.
@@ -111,6 +122,7 @@ impl Network {
         match self {
             Network::None => None,
             Network::User => Some("virtio-net-device,user"),
+            Network::Tap => Some("virtio-net-device,tap"),
         }
     }
 }
@@ -133,6 +145,7 @@ impl MachineConfig {
             accel,
             incoming: false,
             network: Network::None,
+            netns: None,
         }
     }
 
@@ -235,6 +248,15 @@ impl MachineConfig {
                 "user,id=net0",
                 "-device",
                 "virtio-net-device,netdev=net0",
+            ]),
+            Network::Tap => args.push([
+                "-netdev".to_owned(),
+                format!(
+                    "tap,id=net0,ifname={},script=no,downscript=no",
+                    Network::TAP_NAME
+                ),
+                "-device".to_owned(),
+                "virtio-net-device,netdev=net0".to_owned(),
             ]),
         }
 
@@ -426,6 +448,25 @@ mod tests {
         assert!(joined.contains("virtserialport,chardev=agent,name=hearth.agent"));
         assert!(joined.contains("-device virtio-blk-device,drive=disk0"));
         assert!(!joined.contains("-incoming"));
+    }
+
+    #[test]
+    fn a_tap_network_names_the_namespace_tap_without_scripts() {
+        let mut config = config();
+        config.network = Network::Tap;
+        let joined: Vec<String> = config
+            .args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = joined.join(" ");
+        assert!(joined.contains(
+            "-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0"
+        ));
+        assert_eq!(
+            config.spec().devices.last().map(String::as_str),
+            Some("virtio-net-device,tap")
+        );
     }
 
     #[test]

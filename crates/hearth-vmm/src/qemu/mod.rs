@@ -190,7 +190,16 @@ impl QemuVm {
             let _ = std::fs::remove_file(socket);
         }
 
-        let mut command = tokio::process::Command::new(binary);
+        // `ip netns exec` enters the namespace and executes QEMU in place,
+        // so the pid is QEMU's.
+        let mut command = match &config.netns {
+            Some(netns) => {
+                let mut command = tokio::process::Command::new("ip");
+                command.args(["netns", "exec", netns.as_str()]).arg(binary);
+                command
+            }
+            None => tokio::process::Command::new(binary),
+        };
         command
             .args(config.args())
             .stdin(Stdio::null())

@@ -75,6 +75,7 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
             vcpus: 1,
             memory_mib: memory,
             disk_bytes: 512 << 20,
+            network: None,
         };
         let started = Instant::now();
         let dir = launch::boot(&host, spec).await.context("boot")?;

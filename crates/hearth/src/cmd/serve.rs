@@ -98,6 +98,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!(assets = %config.assets_dir.display(), "guest assets missing: builds and microvms will fail (run scripts/setup.sh)");
     }
 
+    // The rules that keep guests off the host and each other, before any
+    // guest runs.
+    if let Err(error) = hearth_net::HostNetwork::default().install().await {
+        tracing::warn!(error = %error, "cannot install the host's network rules: microvms will not start");
+    }
+
     let artifacts = config.artifacts_dir();
     let node = Arc::new(ShimNode::new(config.vm_host()));
     let mut builder = ImageBuilder::new(&data, &config.assets_dir, &exe);
@@ -107,7 +113,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         builder.registry = RegistryConfig::from_docker_config(&text)?;
     }
     let pipeline = Arc::new(BuilderPipeline::new(builder));
-    let control = HearthControl::open(config, pipeline, node).await?;
+    let control = HearthControl::open(config, pipeline, node.clone()).await?;
+    for vm_id in node.remove_orphan_networks().await {
+        tracing::info!(vm_id, "removed the network of a vm that no longer runs");
+    }
     tracing::info!(base_image = control.base_image_name(), data = %data.display(), "control plane open");
 
     let api_config =

@@ -95,6 +95,10 @@ pub struct BootArgs {
     /// Root disk size in MiB when the root filesystem is a directory.
     #[arg(long, default_value_t = 8192)]
     disk: u64,
+    /// A NIC in a network namespace of the VM's own, with internet egress
+    /// through NAT and no way to the host or other VMs (needs root).
+    #[arg(long)]
+    net: bool,
 }
 
 /// Arguments of `hearth vm exec`.
@@ -182,6 +186,7 @@ async fn boot(args: BootArgs) -> Result<ExitCode> {
         vcpus: args.vcpus,
         memory_mib: args.memory,
         disk_bytes: args.disk * 1024 * 1024,
+        network: args.net.then_some(hearth_net::Egress::Internet),
     };
     let dir = launch::boot(&host, spec).await?;
     println!("{}", dir.id());
@@ -466,6 +471,10 @@ async fn rm_one(id: &str) -> Result<()> {
     // did not answer) is ended by its recorded pid, once the pid is proven
     // to be this VM's.
     dir.kill_processes();
+    // A shim that did not stop its VM itself leaves the VM's network.
+    if dir.network().exists() {
+        hearth_net::HostNetwork::default().remove_vm_netns(id).await;
+    }
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("removing {}", dir.root().display()))
 }

@@ -12,7 +12,8 @@ use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
 use crate::app::{self, App};
 use crate::fsexport::{self, Tree};
 use crate::system::{self, System};
-use crate::{exec, files, net, quiesce, tunnel};
+use crate::process::Capabilities;
+use crate::{exec, files, net, quiesce, shell, tunnel};
 
 /// What boot found out, and where the root filesystem's `/etc` is.
 #[derive(Clone, Debug)]
@@ -80,7 +81,11 @@ impl Agent {
                 Err(err) => refuse(&stream.sender, &crate::describe(&err)),
             },
             Request::AppStatus => answer(&stream.sender, Control::App(self.app.status())),
-            Request::Exec(spec) => exec::run(spec, etc, stream).await,
+            Request::Exec(spec) => exec::run(spec, Capabilities::All, etc, stream).await,
+            Request::Shell(spec) => {
+                let app = self.app.spec();
+                shell::run(spec, app, &self.config.fs_root, etc, stream).await;
+            }
             Request::WriteFile { path, mode } => files::write(path, mode, stream).await,
             Request::ReadFile { path } => files::read(path, stream).await,
             Request::Tunnel { port } => tunnel::run(port, stream).await,

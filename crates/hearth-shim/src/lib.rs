@@ -17,6 +17,7 @@ pub mod launch;
 pub mod layout;
 pub mod request;
 mod server;
+pub mod shell;
 
 pub use client::{ClientError, ShimClient};
 pub use layout::{VmConfig, VmDir, VmState, VmStatus};

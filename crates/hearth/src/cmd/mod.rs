@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod image;
 pub mod serve;
+pub mod shell;
 pub mod vm;
 
 use std::path::PathBuf;

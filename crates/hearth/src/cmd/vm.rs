@@ -13,7 +13,7 @@ use hearth_shim::{ShimClient, VmDir, VmStatus};
 
 use crate::paths;
 
-mod tty;
+pub mod tty;
 
 /// Operations on single VMs.
 #[derive(Subcommand)]
@@ -390,13 +390,19 @@ async fn logs(id: &str, follow: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ID:/path` → (id, path); anything else is local.
+/// `ID:/path` → (id, path), for a VM or a microVM id; anything else is local.
 fn remote(spec: &str) -> Option<(&str, &str)> {
     let (id, path) = spec.split_once(':')?;
-    (id.starts_with("vm-") && path.starts_with('/')).then_some((id, path))
+    let is_id = id.starts_with("vm-") || id.starts_with("microvm-");
+    (is_id && path.starts_with('/')).then_some((id, path))
 }
 
-async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
+/// Copies a file into or out of a VM or microVM (`ID:/path` names its side).
+///
+/// # Errors
+///
+/// Fails when neither or both sides are remote, or the copy fails.
+pub async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
     match (remote(src), remote(dst)) {
         (None, Some((id, path))) => {
             let client = connect(id).await?;

@@ -19,6 +19,7 @@
 pub mod aws_profile;
 pub mod control;
 pub mod credentials;
+pub mod encoding;
 pub mod error;
 pub mod idempotency;
 pub mod model;
@@ -32,6 +33,7 @@ pub mod validation;
 pub use aws_profile::{AwsConfigFiles, ProfileError, DEFAULT_PROFILE};
 pub use control::{Control, RequestContext};
 pub use credentials::{Credentials, CredentialsError};
+pub use encoding::{encode_input, EncodeError, EncodedRequest};
 pub use error::ApiError;
 pub use idempotency::{StoredCall, TokenKey, TokenStore};
 pub use operation::{ApiRequest, ApiResponse, Operation, OperationSpec};

@@ -40,6 +40,18 @@ enum Command {
     Cp(cmd::shell::CpArgs),
     /// Serve the Lambda MicroVMs API, the artifact store and the control plane.
     Serve(cmd::serve::ServeArgs),
+    /// Run a microVM from an image (through `hearth serve`) and print its id.
+    Run(cmd::microvm::RunArgs),
+    /// List microVMs (through `hearth serve`).
+    Ps(cmd::microvm::PsArgs),
+    /// Terminate microVMs (through `hearth serve`).
+    Rm(cmd::microvm::IdsArgs),
+    /// Suspend microVMs, memory and disk kept (through `hearth serve`).
+    Suspend(cmd::microvm::IdsArgs),
+    /// Resume suspended microVMs (through `hearth serve`).
+    Resume(cmd::microvm::IdsArgs),
+    /// Print a microVM's app output (standard output and error).
+    Logs(cmd::microvm::LogsArgs),
     /// Run the supervisor of the VM in DIR (started by `hearth vm`).
     #[command(hide = true)]
     Shim {
@@ -66,6 +78,12 @@ fn main() -> ExitCode {
             Command::Shell(args) => cmd::shell::run(args).await,
             Command::Cp(args) => cmd::shell::cp(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Run(args) => cmd::microvm::run(args).await,
+            Command::Ps(args) => cmd::microvm::ps(args).await,
+            Command::Rm(args) => cmd::microvm::rm(args).await,
+            Command::Suspend(args) => cmd::microvm::suspend(args).await,
+            Command::Resume(args) => cmd::microvm::resume(args).await,
+            Command::Logs(args) => cmd::microvm::logs(args).await,
             Command::Shim { dir } => cmd::shim(dir).await,
         }
     });
@@ -90,7 +108,8 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-fn chain(err: &anyhow::Error) -> String {
+/// An error and its causes on one line.
+pub(crate) fn chain(err: &anyhow::Error) -> String {
     err.chain()
         .map(ToString::to_string)
         .collect::<Vec<_>>()

@@ -36,8 +36,21 @@ pub struct SignedHeaders {
     pub content_sha256: String,
 }
 
-/// Signs `request` with `credentials` for `region` as of `time`.
+/// Signs `request` with `credentials` for `region` as of `time`, for the
+/// Lambda MicroVMs API.
 pub fn sign(
+    credentials: &Credentials,
+    region: &str,
+    request: &SigningRequest<'_>,
+    time: SystemTime,
+) -> SignedHeaders {
+    sign_for(SIGNING_NAME, credentials, region, request, time)
+}
+
+/// Signs `request` for `service` (the credential scope's service name, such
+/// as `s3`), with `credentials` for `region` as of `time`.
+pub fn sign_for(
+    service: &str,
     credentials: &Credentials,
     region: &str,
     request: &SigningRequest<'_>,
@@ -66,9 +79,9 @@ pub fn sign(
         &headers,
         &content_sha256,
     );
-    let scope = format!("{date}/{region}/{SIGNING_NAME}/{TERMINATOR}");
+    let scope = format!("{date}/{region}/{service}/{TERMINATOR}");
     let sts = canonical::string_to_sign(&amz_date, &scope, &creq);
-    let key = canonical::signing_key(&credentials.secret_access_key, date, region, SIGNING_NAME);
+    let key = canonical::signing_key(&credentials.secret_access_key, date, region, service);
     let signature = hex::encode(canonical::hmac(&key, sts.as_bytes()));
 
     let authorization = format!(

@@ -1,7 +1,9 @@
 //! The subcommands.
 
+pub mod api;
 pub mod bench;
 pub mod image;
+pub mod microvm;
 pub mod serve;
 pub mod shell;
 pub mod vm;

@@ -365,6 +365,21 @@ async fn console(id: &str, follow: bool) -> Result<ExitCode> {
 
 async fn logs(id: &str, follow: bool) -> Result<ExitCode> {
     let client = connect(id).await?;
+    print_logs(&client, follow).await
+}
+
+/// Prints the app's output of the VM in `dir` (standard error to standard
+/// error), then, with `follow`, its new output until the VM stops.
+pub async fn stream_logs(dir: &std::path::Path, follow: bool) -> Result<ExitCode> {
+    let dir = VmDir::at(dir.to_owned());
+    if !dir.root().exists() {
+        bail!("no VM directory at {}", dir.root().display());
+    }
+    let client = ShimClient::connect(&dir).await?;
+    print_logs(&client, follow).await
+}
+
+async fn print_logs(client: &ShimClient, follow: bool) -> Result<ExitCode> {
     let stream = client.agent(Request::Logs { follow })?;
     let (_tx, mut rx) = stream.split();
     let mut stdout = tokio::io::stdout();

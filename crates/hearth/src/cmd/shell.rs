@@ -2,7 +2,8 @@
 //!
 //! `hearth shell ID` joins the local terminal to a shell in the microVM's app
 //! container, over the shell's WebSocket (see `hearth_shim::shell` for its
-//! messages): through the microVM's endpoint with a shell token, or with
+//! messages): through the microVM's endpoint with a shell token (asked of
+//! the API with `CreateMicrovmShellAuthToken` unless one is given), or with
 //! `--local` straight to the microVM's shim through its VM directory, which
 //! needs no server and no token (for the host's administrator). Both speak
 //! the same WebSocket protocol; `--local` runs the server side in process.
@@ -22,9 +23,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use hearth_api::model::{CreateMicrovmShellAuthTokenRequest, PROXY_AUTH_HEADER};
+
+use crate::cmd::api::ApiArgs;
 use crate::cmd::vm::{self, tty};
 
 /// Arguments of `hearth shell`.
@@ -36,16 +40,22 @@ pub struct ShellArgs {
     /// of its endpoint; needs access to the data directory, not a token.
     #[arg(long)]
     local: bool,
-    /// The endpoints' address (`host:port`).
-    #[arg(long, env = "HEARTH_ENDPOINT_ADDR", default_value = "127.0.0.1:7080")]
-    endpoint: String,
+    /// The address the microVMs' endpoints listen on (`host:port`).
+    #[arg(long, env = "HEARTH_INGRESS_ADDR", default_value = "127.0.0.1:7080")]
+    ingress: String,
     /// The endpoints' domain: a microVM's endpoint is `<id>.<domain>`.
     #[arg(long, env = "HEARTH_ENDPOINT_DOMAIN", default_value = "localhost")]
     domain: String,
-    /// A shell token (from CreateMicrovmShellAuthToken) to use.
+    /// A shell token to use instead of asking the API for one.
     #[arg(long, env = "HEARTH_SHELL_TOKEN")]
     token: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
+
+/// Minutes a shell token asked for by `hearth shell` stays valid; it is
+/// needed only to open the connection.
+const TOKEN_MINUTES: i32 = 5;
 
 /// Runs `hearth shell`.
 ///
@@ -77,14 +87,12 @@ async fn local(id: &str, size: Option<TtySize>) -> Result<i32> {
 
 /// A shell through the microVM's endpoint.
 async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
-    let Some(token) = &args.token else {
-        bail!(
-            "a shell token is needed: pass --token (from create-microvm-shell-auth-token), \
-             or use --local on the microVM's host"
-        );
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => shell_token(args).await?,
     };
     let host = format!("{}.{}", args.id, args.domain);
-    let port = args.endpoint.rsplit_once(':').map_or("80", |(_, port)| port);
+    let port = args.ingress.rsplit_once(':').map_or("80", |(_, port)| port);
     let query = size.map_or(String::new(), |s| format!("?cols={}&rows={}", s.cols, s.rows));
     let url = format!("ws://{host}:{port}/shell{query}");
 
@@ -99,13 +107,42 @@ async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
 
     // `*.localhost` names loopback; the address is dialled and the endpoint
     // named by the Host header, as any client does.
-    let tcp = tokio::net::TcpStream::connect(&args.endpoint)
+    let tcp = tokio::net::TcpStream::connect(&args.ingress)
         .await
-        .with_context(|| format!("connecting to the endpoint at {}", args.endpoint))?;
-    let (ws, _response) = tokio_tungstenite::client_async(request, tcp)
-        .await
-        .context("opening the shell's websocket")?;
+        .with_context(|| format!("connecting to the endpoints at {}", args.ingress))?;
+    let ws = match tokio_tungstenite::client_async(request, tcp).await {
+        Ok((ws, _response)) => ws,
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            bail!(
+                "the endpoint refused the shell: {} {}",
+                response.status(),
+                String::from_utf8_lossy(body).trim()
+            );
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context("opening the shell's websocket")),
+    };
     drive(ws, size).await
+}
+
+/// Asks the API for a shell token for the microVM.
+async fn shell_token(args: &ShellArgs) -> Result<String> {
+    let input = CreateMicrovmShellAuthTokenRequest {
+        microvm_identifier: args.id.clone(),
+        expiration_in_minutes: TOKEN_MINUTES,
+    };
+    let output = args
+        .api
+        .client()?
+        .create_microvm_shell_auth_token(&input)
+        .await
+        .context("asking the API for a shell token")?;
+    let parts = output.auth_token;
+    parts
+        .get(PROXY_AUTH_HEADER)
+        .or_else(|| parts.values().next())
+        .cloned()
+        .ok_or_else(|| anyhow!("the API's shell token is empty"))
 }
 
 /// Joins the local terminal to a shell WebSocket; returns the exit code.

@@ -11,8 +11,8 @@ use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
 
 use crate::app::{self, App};
 use crate::fsexport::{self, Tree};
-use crate::system::{self, System};
 use crate::process::Capabilities;
+use crate::system::{self, System};
 use crate::{exec, files, net, quiesce, shell, tunnel};
 
 /// What boot found out, and where the root filesystem's `/etc` is.

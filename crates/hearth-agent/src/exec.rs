@@ -67,11 +67,7 @@ pub async fn run(spec: ExecSpec, capabilities: Capabilities, etc: &Path, stream:
     }
 }
 
-fn start(
-    spec: &ExecSpec,
-    capabilities: Capabilities,
-    etc: &Path,
-) -> Result<Running, LaunchError> {
+fn start(spec: &ExecSpec, capabilities: Capabilities, etc: &Path) -> Result<Running, LaunchError> {
     let req = Request {
         argv: &spec.argv,
         env: &spec.env,

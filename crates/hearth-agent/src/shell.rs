@@ -102,7 +102,10 @@ mod tests {
             all_capabilities: false,
         };
         let spec = ShellSpec {
-            tty: TtySize { rows: 40, cols: 100 },
+            tty: TtySize {
+                rows: 40,
+                cols: 100,
+            },
             env: vec!["TERM=screen".to_owned()],
         };
         let (exec, capabilities) = plan(spec, Some(&app), root.path());
@@ -110,7 +113,13 @@ mod tests {
         assert_eq!(exec.argv, vec!["/bin/sh"]);
         assert_eq!(exec.cwd.as_deref(), Some("/srv"));
         assert_eq!(exec.user.as_deref(), Some("app"));
-        assert_eq!(exec.tty, Some(TtySize { rows: 40, cols: 100 }));
+        assert_eq!(
+            exec.tty,
+            Some(TtySize {
+                rows: 40,
+                cols: 100
+            })
+        );
         assert_eq!(capabilities, Capabilities::Default);
         // The client's entries come last, so they win over the app's.
         assert_eq!(

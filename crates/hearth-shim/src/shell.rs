@@ -32,7 +32,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hearth_protocol::{
@@ -342,13 +341,16 @@ where
     let mut exit = None;
     loop {
         match rx.recv().await {
-            Event::Data { bytes, .. } => sink.send(Message::Binary(Bytes::from(bytes))).await?,
+            Event::Data { bytes, .. } => sink.send(Message::Binary(bytes)).await?,
             Event::Eof { .. } => {}
             Event::Control(Control::Exit(status)) => exit = Some(status),
             Event::Control(Control::Error { message }) => {
-                send_json(sink, &ServerMessage::Error {
-                    message: message.clone(),
-                })
+                send_json(
+                    sink,
+                    &ServerMessage::Error {
+                        message: message.clone(),
+                    },
+                )
                 .await?;
                 return Ok(Output::Refused(message));
             }
@@ -414,7 +416,13 @@ mod tests {
     #[test]
     fn the_query_gives_the_initial_size() {
         let options = ShellOptions::from_query("rows=40&x=1&cols=120").expect("query");
-        assert_eq!(options.size, Some(TtySize { rows: 40, cols: 120 }));
+        assert_eq!(
+            options.size,
+            Some(TtySize {
+                rows: 40,
+                cols: 120
+            })
+        );
 
         let options = ShellOptions::from_query("cols=120").expect("query");
         assert_eq!(options.size, None);
@@ -433,7 +441,13 @@ mod tests {
     fn control_messages_read_as_documented() {
         let resize: ClientMessage =
             serde_json::from_str(r#"{"type":"resize","cols":120,"rows":40}"#).expect("resize");
-        assert_eq!(resize, ClientMessage::Resize { cols: 120, rows: 40 });
+        assert_eq!(
+            resize,
+            ClientMessage::Resize {
+                cols: 120,
+                rows: 40
+            }
+        );
 
         let exit = ServerMessage::Exit {
             code: 3,

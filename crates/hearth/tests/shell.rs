@@ -5,6 +5,7 @@
 //! to point at an endpoint instead.
 
 mod common;
+mod image_support;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use futures::{SinkExt, StreamExt};
 use hearth_protocol::{AppSpec, Request};
 use hearth_shim::shell::{self, ClientMessage, ServerMessage, ShellEnd};
 use hearth_shim::{ShimClient, VmDir};
+use image_support::{context, ImageHearth};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -218,7 +220,9 @@ async fn a_client_that_hangs_up_ends_the_shell() {
     let (mut session, server) = connect(client).await;
 
     session.resize(80, 24).await;
-    session.type_line("echo $$ > /tmp/shell-pid; echo pid-$((1+1))").await;
+    session
+        .type_line("echo $$ > /tmp/shell-pid; echo pid-$((1+1))")
+        .await;
     session.wait_for("pid-2").await;
     session.ws.close(None).await.expect("close");
 
@@ -231,4 +235,82 @@ async fn a_client_that_hangs_up_ends_the_shell() {
         let (code, _, _) = hearth.exec(&id, &["test", "-d", &format!("/proc/{pid}")]);
         (code != 0).then_some(())
     });
+}
+
+#[test]
+fn shell_in_a_microvm_from_an_image_follows_its_env_user_and_workdir() {
+    let hearth = ImageHearth::new();
+    let source = context(
+        hearth.data.path(),
+        "shellapp",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             ENV GREETING=from-the-image\n\
+             WORKDIR /tmp\n\
+             USER nobody\n\
+             EXPOSE 8080\n\
+             CMD [\"sh\", \"-c\", \"echo $GREETING > app-file; exec nc -ll -p 8080 -e cat\"]\n",
+        )],
+    );
+    hearth.build_ok(&source, "shellapp", &[]);
+    let out = hearth
+        .cmd()
+        .args(["image", "run", "shellapp"])
+        .output()
+        .expect("image run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = VmDir::new(hearth.data.path(), &id);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = ShimClient::connect(&dir)
+            .await
+            .expect("connect to the shim");
+        let (mut session, server) = connect(client).await;
+        session.resize(80, 24).await;
+
+        // The shell restored from the snapshot is the image's app's: its
+        // environment, working directory, user and files.
+        session
+            .type_line(r#"echo "mark=$GREETING:$(pwd):$(id -un):$(cat app-file)""#)
+            .await;
+        session
+            .wait_for("mark=from-the-image:/tmp:nobody:from-the-image")
+            .await;
+        session.type_line("ps").await;
+        session.wait_for("nc -ll -p 8080").await;
+
+        session.type_line("exit").await;
+        session.wait_for_close().await;
+        assert_eq!(session.exit, Some(0));
+        server.await.expect("server task").expect("served");
+    });
+}
+
+#[test]
+fn hearth_cp_copies_a_file_in_and_back_out() {
+    let hearth = Hearth::new();
+    let id = hearth.boot(None);
+    let local = hearth.path("in.bin");
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&local, &bytes).expect("local file");
+
+    let inside = format!("{id}:/tmp/copied.bin");
+    hearth.ok(&["cp", local.to_str().expect("utf-8"), &inside]);
+    assert_eq!(hearth.sh(&id, "wc -c < /tmp/copied.bin").trim(), "200000");
+
+    let back = hearth.path("out.bin");
+    hearth.ok(&["cp", &inside, back.to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read(&back).expect("copied back"), bytes);
+
+    // Two local paths are refused, naming the form expected.
+    let out = hearth.run(&["cp", "/etc/hostname", "/tmp/nowhere"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ID:/absolute/path"));
 }

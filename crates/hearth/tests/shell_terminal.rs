@@ -136,7 +136,9 @@ fn a_person_in_a_terminal_types_resizes_and_exits() {
         let deadline = Instant::now() + SCREEN_WAIT;
         loop {
             let screen = terminal.screen();
-            let found = screen.lines().find(|l| l.trim_end().ends_with("sleep 4343"));
+            let found = screen
+                .lines()
+                .find(|l| l.trim_end().ends_with("sleep 4343"));
             if let Some(line) = found {
                 break line.to_owned();
             }

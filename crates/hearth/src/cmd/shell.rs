@@ -21,6 +21,7 @@ use hearth_shim::shell::{self, ClientMessage, ServerMessage, SHELL_PORT, SUBPROT
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -91,19 +92,9 @@ async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
         Some(token) => token.clone(),
         None => shell_token(args).await?,
     };
-    let host = format!("{}.{}", args.id, args.domain);
     let port = args.ingress.rsplit_once(':').map_or("80", |(_, port)| port);
-    let query = size.map_or(String::new(), |s| format!("?cols={}&rows={}", s.cols, s.rows));
-    let url = format!("ws://{host}:{port}/shell{query}");
-
-    let mut request = url.into_client_request().context("shell url")?;
-    let protocols = format!(
-        "{SUBPROTOCOL}, {SUBPROTOCOL}.authentication.{token}, {SUBPROTOCOL}.port.{SHELL_PORT}"
-    );
-    let protocols = HeaderValue::from_str(&protocols).context("the token is not a header value")?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocols);
+    let endpoint = format!("{}.{}:{port}", args.id, args.domain);
+    let request = shell_request(&endpoint, &token, size)?;
 
     // `*.localhost` names loopback; the address is dialled and the endpoint
     // named by the Host header, as any client does.
@@ -123,6 +114,27 @@ async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
         Err(err) => return Err(anyhow::Error::new(err).context("opening the shell's websocket")),
     };
     drive(ws, size).await
+}
+
+/// The WebSocket request for the shell at `endpoint` (`host:port`): path
+/// `/shell` with the size in the query, and the subprotocols that carry the
+/// token and name the shell's port.
+fn shell_request(endpoint: &str, token: &str, size: Option<TtySize>) -> Result<Request> {
+    let query = size.map_or(String::new(), |s| {
+        format!("?cols={}&rows={}", s.cols, s.rows)
+    });
+    let mut request = format!("ws://{endpoint}/shell{query}")
+        .into_client_request()
+        .context("the shell's url")?;
+
+    let protocols = format!(
+        "{SUBPROTOCOL}, {SUBPROTOCOL}.authentication.{token}, {SUBPROTOCOL}.port.{SHELL_PORT}"
+    );
+    let protocols = HeaderValue::from_str(&protocols).context("the token is not a header value")?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocols);
+    Ok(request)
 }
 
 /// Asks the API for a shell token for the microVM.
@@ -246,4 +258,43 @@ pub struct CpArgs {
 /// Fails when neither or both sides name a microVM, or the copy fails.
 pub async fn cp(args: CpArgs) -> Result<ExitCode> {
     vm::cp(&args.src, &args.dst).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_request_names_the_endpoint_token_and_port() {
+        let size = TtySize {
+            rows: 40,
+            cols: 120,
+        };
+        let request =
+            shell_request("microvm-ab12.localhost:7080", "tok3n", Some(size)).expect("request");
+
+        assert_eq!(
+            request.uri().to_string(),
+            "ws://microvm-ab12.localhost:7080/shell?cols=120&rows=40"
+        );
+        let protocols = request.headers()["Sec-WebSocket-Protocol"]
+            .to_str()
+            .expect("ascii");
+        let protocols: Vec<&str> = protocols.split(", ").collect();
+        assert_eq!(
+            protocols,
+            [
+                "lambda-microvms",
+                "lambda-microvms.authentication.tok3n",
+                "lambda-microvms.port.8022"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_refused() {
+        let err =
+            shell_request("microvm-ab12.localhost:7080", "bad\ntoken", None).expect_err("newline");
+        assert!(err.to_string().contains("token"), "{err}");
+    }
 }

@@ -475,3 +475,20 @@ async fn rm_one(id: &str) -> Result<()> {
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("removing {}", dir.root().display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::remote;
+
+    #[test]
+    fn vm_and_microvm_ids_name_the_remote_side_of_cp() {
+        assert_eq!(remote("vm-0123:/tmp/a"), Some(("vm-0123", "/tmp/a")));
+        let microvm = "microvm-0123456789abcdef0123456789abcdef:/srv/app.py";
+        assert_eq!(
+            remote(microvm),
+            Some(("microvm-0123456789abcdef0123456789abcdef", "/srv/app.py"))
+        );
+        assert_eq!(remote("./local:file"), None);
+        assert_eq!(remote("vm-0123:relative"), None);
+    }
+}

@@ -138,6 +138,10 @@ pub enum Request {
         /// Permission bits (default 0644).
         #[serde(default)]
         mode: Option<u32>,
+        /// Give the file to the app's user and group (root when the app
+        /// runs as root or has not been started).
+        #[serde(default)]
+        as_app: bool,
     },
     /// Sends the file's bytes on channel 0, then `Eof` and [`Control::Ok`].
     ReadFile {

@@ -293,17 +293,18 @@ fn shell_in_a_microvm_from_an_image_follows_its_env_user_and_workdir() {
     });
 }
 
-#[test]
-fn hearth_cp_copies_a_file_in_and_back_out() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hearth_cp_copies_a_file_in_as_the_app_and_back_out() {
     let hearth = Hearth::new();
-    let id = hearth.boot(None);
+    let (id, _client) = vm_with_app(&hearth).await;
     let local = hearth.path("in.bin");
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&local, &bytes).expect("local file");
 
     let inside = format!("{id}:/tmp/copied.bin");
     hearth.ok(&["cp", local.to_str().expect("utf-8"), &inside]);
-    assert_eq!(hearth.sh(&id, "wc -c < /tmp/copied.bin").trim(), "200000");
+    let listed = hearth.sh(&id, "stat -c '%s %U %G' /tmp/copied.bin");
+    assert_eq!(listed.trim(), "200000 nobody nogroup");
 
     let back = hearth.path("out.bin");
     hearth.ok(&["cp", &inside, back.to_str().expect("utf-8")]);

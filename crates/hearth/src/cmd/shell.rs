@@ -251,13 +251,14 @@ pub struct CpArgs {
     dst: String,
 }
 
-/// Runs `hearth cp`: a file into or out of a microVM's app container.
+/// Runs `hearth cp`: a file into or out of a microVM's app container; a file
+/// copied in belongs to the app's user.
 ///
 /// # Errors
 ///
 /// Fails when neither or both sides name a microVM, or the copy fails.
 pub async fn cp(args: CpArgs) -> Result<ExitCode> {
-    vm::cp(&args.src, &args.dst).await
+    vm::cp(&args.src, &args.dst, vm::Owner::App).await
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub async fn run(command: VmCommand) -> Result<ExitCode> {
         VmCommand::Ls { json } => ls(json).await,
         VmCommand::Console { id, follow } => console(&id, follow).await,
         VmCommand::Logs { id, follow } => logs(&id, follow).await,
-        VmCommand::Cp { src, dst } => cp(&src, &dst).await,
+        VmCommand::Cp { src, dst } => cp(&src, &dst, Owner::Root).await,
         VmCommand::Rm { ids } => rm(&ids).await,
     }
 }
@@ -412,12 +412,21 @@ fn remote(spec: &str) -> Option<(&str, &str)> {
     (is_id && path.starts_with('/')).then_some((id, path))
 }
 
+/// Whom a file copied into a VM belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Root, as for any file the host administers.
+    Root,
+    /// The app's user and group, as for a file copied into its container.
+    App,
+}
+
 /// Copies a file into or out of a VM or microVM (`ID:/path` names its side).
 ///
 /// # Errors
 ///
 /// Fails when neither or both sides are remote, or the copy fails.
-pub async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
+pub async fn cp(src: &str, dst: &str, owner: Owner) -> Result<ExitCode> {
     match (remote(src), remote(dst)) {
         (None, Some((id, path))) => {
             let client = connect(id).await?;
@@ -426,9 +435,11 @@ pub async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
                 .with_context(|| format!("opening {src}"))?;
             let mode =
                 std::os::unix::fs::PermissionsExt::mode(&file.metadata().await?.permissions());
-            client
-                .write_file(path, Some(mode & 0o7777), &mut file)
-                .await?;
+            let mode = Some(mode & 0o7777);
+            match owner {
+                Owner::Root => client.write_file(path, mode, &mut file).await?,
+                Owner::App => client.write_app_file(path, mode, &mut file).await?,
+            }
         }
         (Some((id, path)), None) => {
             let client = connect(id).await?;

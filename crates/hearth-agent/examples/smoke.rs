@@ -66,6 +66,7 @@ async fn main() -> Result<(), Error> {
     let write = Request::WriteFile {
         path: "/tmp/smoke/hello".into(),
         mode: Some(0o600),
+        as_app: false,
     };
     call(&session, write, Some(b"hello from the host\n")).await?;
     let read = Request::ReadFile {

@@ -11,8 +11,9 @@ use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
 
 use crate::app::{self, App};
 use crate::fsexport::{self, Tree};
+use crate::process::Capabilities;
 use crate::system::{self, System};
-use crate::{exec, files, net, quiesce, tunnel};
+use crate::{exec, files, net, quiesce, shell, tunnel, users};
 
 /// What boot found out, and where the root filesystem's `/etc` is.
 #[derive(Clone, Debug)]
@@ -80,8 +81,21 @@ impl Agent {
                 Err(err) => refuse(&stream.sender, &crate::describe(&err)),
             },
             Request::AppStatus => answer(&stream.sender, Control::App(self.app.status())),
-            Request::Exec(spec) => exec::run(spec, etc, stream).await,
-            Request::WriteFile { path, mode } => files::write(path, mode, stream).await,
+            Request::Exec(spec) => exec::run(spec, Capabilities::All, etc, stream).await,
+            Request::Shell(spec) => {
+                let app = self.app.spec();
+                shell::run(spec, app, &self.config.fs_root, etc, stream).await;
+            }
+            Request::WriteFile { path, mode, as_app } => {
+                let owner = match as_app {
+                    true => self.app_owner(),
+                    false => Ok(None),
+                };
+                match owner {
+                    Ok(owner) => files::write(path, mode, owner, stream).await,
+                    Err(err) => refuse(&stream.sender, &crate::describe(&err)),
+                }
+            }
             Request::ReadFile { path } => files::read(path, stream).await,
             Request::Tunnel { port } => tunnel::run(port, stream).await,
             Request::Logs { follow } => app::serve_logs(self.app.logs(), follow, stream).await,
@@ -133,6 +147,16 @@ impl Agent {
                 fsexport::export(self.config.fs_root.clone(), before, stream).await;
             }
         }
+    }
+
+    /// The app's user and group ids, when it runs as a user of its own.
+    fn app_owner(&self) -> Result<Option<(u32, u32)>, users::UserError> {
+        let spec = self.app.spec().and_then(|app| app.user);
+        let Some(spec) = spec.filter(|spec| !spec.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let user = users::resolve_in(spec.trim(), &self.config.etc)?;
+        Ok(Some((user.uid, user.gid)))
     }
 
     fn baseline(&self) -> std::sync::MutexGuard<'_, Option<Tree>> {

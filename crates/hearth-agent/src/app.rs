@@ -36,6 +36,8 @@ pub enum AppError {
 #[derive(Default)]
 pub struct App {
     state: Arc<Mutex<AppState>>,
+    /// The spec of the last start, which a shell opened as the app follows.
+    spec: Mutex<Option<AppSpec>>,
     logs: Arc<LogBuffer>,
 }
 
@@ -49,6 +51,14 @@ impl App {
     /// The app's state.
     pub fn status(&self) -> AppState {
         self.lock().clone()
+    }
+
+    /// The spec the app was last started with, if it was.
+    pub fn spec(&self) -> Option<AppSpec> {
+        self.spec
+            .lock()
+            .expect("the spec lock is never held across a panic")
+            .clone()
     }
 
     /// The app's captured output.
@@ -108,6 +118,10 @@ impl App {
             exit: None,
         };
         drop(state);
+        *self
+            .spec
+            .lock()
+            .expect("the spec lock is never held across a panic") = Some(spec.clone());
         say!("app started: {} (pid {pid})", plan.argv[0]);
 
         self.logs.set_ended(false);

@@ -14,7 +14,8 @@
 //! file or directory" for a missing program); no `Exit` follows.
 //!
 //! Commands keep every capability the agent has, unlike the app: exec is how
-//! the host administers the guest and runs build steps.
+//! the host administers the guest and runs build steps. A shell opened as the
+//! app (see `shell`) runs the same way with the app's capability set.
 //!
 //! When the host closes the stream first, the agent stops waiting at once: a
 //! terminal command's process group gets `SIGHUP` and the terminal is closed;
@@ -58,24 +59,22 @@ struct Running {
 }
 
 /// Runs `spec` on `stream` until the command ends or the host closes it.
-pub async fn run(spec: ExecSpec, etc: &Path, stream: Stream) {
+pub async fn run(spec: ExecSpec, capabilities: Capabilities, etc: &Path, stream: Stream) {
     let (tx, rx) = stream.split();
-    match start(&spec, etc) {
+    match start(&spec, capabilities, etc) {
         Ok(running) => supervise(running, tx, rx).await,
         Err(err) => crate::agent::refuse(&tx, &crate::describe(&err)),
     }
 }
 
-fn start(spec: &ExecSpec, etc: &Path) -> Result<Running, LaunchError> {
+fn start(spec: &ExecSpec, capabilities: Capabilities, etc: &Path) -> Result<Running, LaunchError> {
     let req = Request {
         argv: &spec.argv,
         env: &spec.env,
         cwd: spec.cwd.as_deref(),
         user: spec.user.as_deref(),
         term: spec.tty.map(|_| TERM),
-        // Limitation: a shell cannot be limited to the app's capability set,
-        // because `ExecSpec` has no field that asks for it.
-        capabilities: Capabilities::All,
+        capabilities,
     };
     let plan = Plan::new(&req, etc)?;
     match spec.tty {

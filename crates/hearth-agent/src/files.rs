@@ -3,7 +3,9 @@
 //! A write lands in a temporary file beside the target, is synced, given its
 //! mode and renamed over the target, so a reader never sees half a file and a
 //! write cut short (the host closing the stream) leaves nothing behind.
-//! Missing parent directories are created.
+//! Missing parent directories are created. A write "as the app" gives the
+//! file to the app's user and group, as a file copied into its container
+//! should be.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -44,10 +46,10 @@ pub enum FileError {
     },
 }
 
-/// Serves `WriteFile`.
-pub async fn write(path: String, mode: Option<u32>, stream: Stream) {
+/// Serves `WriteFile`; the file is given to `owner` (uid, gid) if any.
+pub async fn write(path: String, mode: Option<u32>, owner: Option<(u32, u32)>, stream: Stream) {
     let (tx, mut rx) = stream.split();
-    match write_file(&path, mode.unwrap_or(DEFAULT_MODE), &mut rx).await {
+    match write_file(&path, mode.unwrap_or(DEFAULT_MODE), owner, &mut rx).await {
         Ok(true) => answer(
             &tx,
             Control::Ok {
@@ -60,7 +62,12 @@ pub async fn write(path: String, mode: Option<u32>, stream: Stream) {
 }
 
 /// Writes the stream's data to `path`; false when the stream closed first.
-async fn write_file(path: &str, mode: u32, rx: &mut StreamReceiver) -> Result<bool, FileError> {
+async fn write_file(
+    path: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    rx: &mut StreamReceiver,
+) -> Result<bool, FileError> {
     let target = absolute(path)?;
     let wrap = |source| FileError::Write {
         path: path.to_owned(),
@@ -77,7 +84,14 @@ async fn write_file(path: &str, mode: u32, rx: &mut StreamReceiver) -> Result<bo
         name.to_string_lossy(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_temp(&temp, mode, rx).await;
+    let mut result = write_temp(&temp, mode, rx).await;
+    if let (Ok(true), Some((uid, gid))) = (&result, owner) {
+        // Given away before the rename, so the target never has the wrong
+        // owner. A chown clears set-id bits, so the mode is set again.
+        result = std::os::unix::fs::chown(&temp, Some(uid), Some(gid))
+            .and_then(|()| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)))
+            .map(|()| true);
+    }
     let done = match result {
         Ok(true) => tokio::fs::rename(&temp, &target).await.map(|()| true),
         other => other,

@@ -28,6 +28,7 @@ mod pty;
 mod quiesce;
 pub mod reaper;
 pub mod serve;
+mod shell;
 #[allow(unsafe_code)]
 mod sys;
 pub mod system;

@@ -4,6 +4,7 @@
 //! Only the guest-wide operations (entropy, clock, hostname, power) are faked:
 //! the real ones would change the host running the tests.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,6 +339,47 @@ async fn closing_a_piped_exec_closes_its_stdin() {
 }
 
 #[tokio::test]
+async fn a_file_written_as_the_app_belongs_to_the_apps_user() {
+    let host = connect().await;
+    let path = host.path("app-owned");
+    let write = |as_app| Request::WriteFile {
+        path: path.clone(),
+        mode: Some(0o640),
+        as_app,
+    };
+
+    // Before any app, "as the app" means root.
+    let reply = host.call(write(true), Some(b"one")).await;
+    assert!(
+        matches!(reply.controls[..], [Control::Ok { .. }]),
+        "{reply:?}"
+    );
+    let meta = std::fs::metadata(&path).expect("written");
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+
+    let spec = AppSpec {
+        user: Some("app".into()),
+        ..app_spec("sleep 5")
+    };
+    host.call(Request::StartApp(spec), None).await;
+    let reply = host.call(write(true), Some(b"two")).await;
+    assert!(
+        matches!(reply.controls[..], [Control::Ok { .. }]),
+        "{reply:?}"
+    );
+    let meta = std::fs::metadata(&path).expect("written");
+    assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+
+    let reply = host.call(write(false), Some(b"three")).await;
+    assert!(
+        matches!(reply.controls[..], [Control::Ok { .. }]),
+        "{reply:?}"
+    );
+    assert_eq!(std::fs::metadata(&path).expect("written").uid(), 0);
+}
+
+#[tokio::test]
 async fn files_round_trip_with_their_mode() {
     let host = connect().await;
     let path = host.path("a/b/file.txt");
@@ -345,6 +387,7 @@ async fn files_round_trip_with_their_mode() {
     let write = Request::WriteFile {
         path: path.clone(),
         mode: Some(0o600),
+        as_app: false,
     };
     let reply = host.call(write, Some(&data)).await;
     assert!(
@@ -377,6 +420,7 @@ async fn a_write_cut_short_leaves_nothing() {
         .open(&Request::WriteFile {
             path: path.clone(),
             mode: None,
+            as_app: false,
         })
         .split();
     tx.data(CHAN_STDIO, b"half").await.expect("data");
@@ -407,6 +451,7 @@ async fn file_errors_name_the_path() {
     let relative = Request::WriteFile {
         path: "relative".into(),
         mode: None,
+        as_app: false,
     };
     let reply = host.call(relative, Some(b"x")).await;
     assert_eq!(reply.error(), Some("path relative is not absolute"));

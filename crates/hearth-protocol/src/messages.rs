@@ -93,6 +93,17 @@ pub struct ExecSpec {
     pub tty: Option<TtySize>,
 }
 
+/// An interactive shell as the app, for [`Request::Shell`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShellSpec {
+    /// The terminal's initial size.
+    pub tty: TtySize,
+    /// `KEY=value` entries added over the app's environment (such as the
+    /// client's `TERM`).
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
 /// The size of a terminal.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TtySize {
@@ -115,6 +126,10 @@ pub enum Request {
     /// Runs a command: stdin on channel 0 in, stdout on 0 and stderr on 1 out,
     /// then [`Control::Exit`]. With a tty, [`Control::Resize`] may be sent in.
     Exec(ExecSpec),
+    /// Opens an interactive shell in the app's container, on a terminal:
+    /// the app's environment, user, working directory and capability set.
+    /// The stream then behaves as a terminal [`Request::Exec`].
+    Shell(ShellSpec),
     /// Writes the stream's channel-0 bytes to a file, then answers
     /// [`Control::Ok`].
     WriteFile {
@@ -123,6 +138,10 @@ pub enum Request {
         /// Permission bits (default 0644).
         #[serde(default)]
         mode: Option<u32>,
+        /// Give the file to the app's user and group (root when the app
+        /// runs as root or has not been started).
+        #[serde(default)]
+        as_app: bool,
     },
     /// Sends the file's bytes on channel 0, then `Eof` and [`Control::Ok`].
     ReadFile {

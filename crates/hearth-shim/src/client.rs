@@ -182,9 +182,34 @@ impl ShimClient {
         mode: Option<u32>,
         data: &mut R,
     ) -> Result<(), ClientError> {
+        self.write(path, mode, false, data).await
+    }
+
+    /// Writes a file in the guest from `data`, owned by the app's user.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the agent cannot write the file.
+    pub async fn write_app_file<R: AsyncRead + Unpin>(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        data: &mut R,
+    ) -> Result<(), ClientError> {
+        self.write(path, mode, true, data).await
+    }
+
+    async fn write<R: AsyncRead + Unpin>(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        as_app: bool,
+        data: &mut R,
+    ) -> Result<(), ClientError> {
         let request = Request::WriteFile {
             path: path.to_owned(),
             mode,
+            as_app,
         };
         let (tx, mut rx) = self.agent(request)?.split();
         let mut buf = vec![0u8; 32 * 1024];

@@ -18,6 +18,7 @@ pub mod layout;
 mod network;
 pub mod request;
 mod server;
+pub mod shell;
 
 pub use client::{ClientError, ShimClient};
 pub use layout::{VmConfig, VmDir, VmState, VmStatus};

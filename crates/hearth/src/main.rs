@@ -1,6 +1,7 @@
 //! The `hearth` command: every role of hearth in one binary.
 //!
-//! `hearth vm …` drives single VMs through their shims, `hearth bench …`
+//! `hearth vm …` drives single VMs through their shims, `hearth shell` and
+//! `hearth cp` reach into a microVM's app container, `hearth bench …`
 //! measures, `hearth serve` runs the Lambda MicroVMs API and the control
 //! plane, and the hidden `hearth shim DIR` is the per-VM supervisor that
 //! `hearth vm boot` and `hearth vm restore` start.
@@ -34,6 +35,10 @@ enum Command {
     /// Build, list and remove images (Dockerfile → microVM snapshot).
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Open an interactive shell in a microVM's app container.
+    Shell(cmd::shell::ShellArgs),
+    /// Copy a file into or out of a microVM (`ID:/path` names its side).
+    Cp(cmd::shell::CpArgs),
     /// Serve the Lambda MicroVMs API, the artifact store and the control plane.
     Serve(cmd::serve::ServeArgs),
     /// Run a microVM from an image (through `hearth serve`) and print its id.
@@ -73,6 +78,8 @@ fn main() -> ExitCode {
             Command::Vm(command) => cmd::vm::run(command).await,
             Command::Bench(command) => cmd::bench::run(command).await,
             Command::Image(command) => cmd::image::run(command).await,
+            Command::Shell(args) => cmd::shell::run(args).await,
+            Command::Cp(args) => cmd::shell::cp(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Run(args) => cmd::microvm::run(args).await,
             Command::Ps(args) => cmd::microvm::ps(args).await,

@@ -8,6 +8,7 @@ pub mod image;
 pub mod image_create;
 pub mod microvm;
 pub mod serve;
+pub mod shell;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use hearth_shim::{ShimClient, VmDir, VmStatus};
 
 use crate::paths;
 
-mod tty;
+pub mod tty;
 
 /// Operations on single VMs.
 #[derive(Subcommand)]
@@ -136,7 +136,7 @@ pub async fn run(command: VmCommand) -> Result<ExitCode> {
         VmCommand::Ls { json } => ls(json).await,
         VmCommand::Console { id, follow } => console(&id, follow).await,
         VmCommand::Logs { id, follow } => logs(&id, follow).await,
-        VmCommand::Cp { src, dst } => cp(&src, &dst).await,
+        VmCommand::Cp { src, dst } => cp(&src, &dst, Owner::Root).await,
         VmCommand::Rm { ids } => rm(&ids).await,
     }
 }
@@ -410,13 +410,28 @@ async fn print_logs(client: &ShimClient, follow: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ID:/path` → (id, path); anything else is local.
+/// `ID:/path` → (id, path), for a VM or a microVM id; anything else is local.
 fn remote(spec: &str) -> Option<(&str, &str)> {
     let (id, path) = spec.split_once(':')?;
-    (id.starts_with("vm-") && path.starts_with('/')).then_some((id, path))
+    let is_id = id.starts_with("vm-") || id.starts_with("microvm-");
+    (is_id && path.starts_with('/')).then_some((id, path))
 }
 
-async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
+/// Whom a file copied into a VM belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Root, as for any file the host administers.
+    Root,
+    /// The app's user and group, as for a file copied into its container.
+    App,
+}
+
+/// Copies a file into or out of a VM or microVM (`ID:/path` names its side).
+///
+/// # Errors
+///
+/// Fails when neither or both sides are remote, or the copy fails.
+pub async fn cp(src: &str, dst: &str, owner: Owner) -> Result<ExitCode> {
     match (remote(src), remote(dst)) {
         (None, Some((id, path))) => {
             let client = connect(id).await?;
@@ -425,9 +440,11 @@ async fn cp(src: &str, dst: &str) -> Result<ExitCode> {
                 .with_context(|| format!("opening {src}"))?;
             let mode =
                 std::os::unix::fs::PermissionsExt::mode(&file.metadata().await?.permissions());
-            client
-                .write_file(path, Some(mode & 0o7777), &mut file)
-                .await?;
+            let mode = Some(mode & 0o7777);
+            match owner {
+                Owner::Root => client.write_file(path, mode, &mut file).await?,
+                Owner::App => client.write_app_file(path, mode, &mut file).await?,
+            }
         }
         (Some((id, path)), None) => {
             let client = connect(id).await?;
@@ -477,4 +494,21 @@ async fn rm_one(id: &str) -> Result<()> {
     }
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("removing {}", dir.root().display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote;
+
+    #[test]
+    fn vm_and_microvm_ids_name_the_remote_side_of_cp() {
+        assert_eq!(remote("vm-0123:/tmp/a"), Some(("vm-0123", "/tmp/a")));
+        let microvm = "microvm-0123456789abcdef0123456789abcdef:/srv/app.py";
+        assert_eq!(
+            remote(microvm),
+            Some(("microvm-0123456789abcdef0123456789abcdef", "/srv/app.py"))
+        );
+        assert_eq!(remote("./local:file"), None);
+        assert_eq!(remote("vm-0123:relative"), None);
+    }
 }

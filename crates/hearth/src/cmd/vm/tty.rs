@@ -37,12 +37,13 @@ fn terminal_size(stdout: &std::io::Stdout) -> Option<TtySize> {
 }
 
 /// Restores the terminal's settings when dropped.
-struct RawMode {
+pub struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    /// Puts standard input's terminal in raw mode, when it is a terminal.
+    pub fn enter() -> Option<RawMode> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return None;

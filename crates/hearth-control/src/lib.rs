@@ -32,7 +32,7 @@ pub mod store;
 pub mod tokens;
 
 pub use config::{ControlConfig, EndpointConfig};
-pub use control::{ControlError, HearthControl};
+pub use control::{ControlError, HearthControl, IngressView, WakeError};
 pub use node::{Node, NodeError, ShimNode};
 pub use pipeline::{
     BuildFailure, BuildJob, BuildProgress, BuiltVersion, BuiltinPipeline, ImagePipeline,

@@ -12,6 +12,7 @@
 
 mod builds;
 mod images;
+mod ingress;
 mod lifecycle;
 mod microvms;
 mod recovery;
@@ -35,6 +36,8 @@ use crate::node::Node;
 use crate::pipeline::ImagePipeline;
 use crate::store::{Store, StoreError};
 use crate::tokens::{KeyError, TokenSigner};
+
+pub use ingress::{IngressView, WakeError};
 
 /// How long a stop waits for microVM tasks to finish.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -88,6 +91,8 @@ struct Inner {
     builds: Mutex<JoinSet<()>>,
     /// Running microVM tasks, awaited on stop.
     tasks: Mutex<JoinSet<()>>,
+    /// Endpoint traffic, shim connections for tunnels.
+    ingress: ingress::IngressState,
 }
 
 impl HearthControl {
@@ -123,6 +128,7 @@ impl HearthControl {
             build_slots: Semaphore::new(1),
             builds: Mutex::default(),
             tasks: Mutex::default(),
+            ingress: ingress::IngressState::default(),
         };
         let control = Self {
             inner: Arc::new(inner),
@@ -138,6 +144,12 @@ impl HearthControl {
                 };
                 if let Err(error) = inner.enforce_lifetimes() {
                     tracing::error!(error = %error, "timers: cannot read microvms");
+                }
+                if let Err(error) = inner.enforce_idle() {
+                    tracing::error!(error = %error, "idle timer: cannot read microvms");
+                }
+                if let Err(error) = inner.flush_traffic() {
+                    tracing::error!(error = %error, "cannot record endpoint traffic");
                 }
             }
         });
@@ -172,6 +184,9 @@ impl HearthControl {
         .await;
         if drained.is_err() {
             tracing::warn!("stopping with microvm tasks still running");
+        }
+        if let Err(error) = self.inner.flush_traffic() {
+            tracing::error!(error = %error, "cannot record endpoint traffic");
         }
         if let Err(error) = self
             .inner

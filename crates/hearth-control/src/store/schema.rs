@@ -85,4 +85,13 @@ CREATE TABLE client_tokens (
     created_at_ms   INTEGER NOT NULL,
     PRIMARY KEY (operation, access_key_id, client_token)
 );
-"#];
+"#,
+    // Bytes carried through each microVM's endpoint, for metering.
+    r#"
+CREATE TABLE microvm_traffic (
+    microvm_id  TEXT PRIMARY KEY,
+    bytes_in    INTEGER NOT NULL,
+    bytes_out   INTEGER NOT NULL
+);
+"#,
+];

@@ -93,10 +93,15 @@ impl<B: Backend> Proxy<B> {
     }
 
     /// Answers one request.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
         let credentials = route::take_credentials(req.headers_mut());
         let answer = match self.admit(&req, &credentials).await {
-            Ok(target) if target.shell => shell::open(&*self.backend, &target.microvm_id, req).await,
+            Ok(target) if target.shell => {
+                shell::open(&*self.backend, &target.microvm_id, req).await
+            }
             Ok(target) => self.forward(target, req, &credentials).await,
             Err(refusal) => Err(refusal),
         };
@@ -116,18 +121,29 @@ impl<B: Backend> Proxy<B> {
         let host = route::host_of(req.headers(), req.uri())
             .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "the request names no host"))?;
         let microvm_id = route::microvm_of_host(&host, &self.config.domain)
-            .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("no microvm endpoint at {host}")))?
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    format!("no microvm endpoint at {host}"),
+                )
+            })?
             .to_owned();
         let shell = req.uri().path() == shell::PATH;
 
         let token = credentials.token.as_deref().ok_or_else(|| {
-            refuse(StatusCode::UNAUTHORIZED, "the request carries no X-aws-proxy-auth token")
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "the request carries no X-aws-proxy-auth token",
+            )
         })?;
         let port = match credentials.port.as_deref() {
             None if shell => shell::PORT,
             None => route::DEFAULT_PORT,
             Some(text) => text.parse::<u16>().map_err(|_| {
-                refuse(StatusCode::BAD_REQUEST, format!("X-aws-proxy-port {text:?} is not a port"))
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("X-aws-proxy-port {text:?} is not a port"),
+                )
             })?,
         };
         let claims = self
@@ -135,36 +151,69 @@ impl<B: Backend> Proxy<B> {
             .verify(token, Timestamp::now().unix_seconds())
             .map_err(|error| match error {
                 TokenError::Invalid => refuse(StatusCode::FORBIDDEN, "the token is not valid"),
-                TokenError::Expired { .. } => refuse(StatusCode::FORBIDDEN, "the token has expired"),
+                TokenError::Expired { .. } => {
+                    refuse(StatusCode::FORBIDDEN, "the token has expired")
+                }
             })?;
         if claims.microvm != microvm_id {
-            return Err(refuse(StatusCode::FORBIDDEN, "the token is for another microvm"));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "the token is for another microvm",
+            ));
         }
         if !claims.ports.allows(port) {
-            return Err(refuse(StatusCode::FORBIDDEN, format!("the token does not allow port {port}")));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("the token does not allow port {port}"),
+            ));
         }
         match (shell, claims.kind) {
             (true, TokenKind::Shell) | (false, TokenKind::Endpoint) => {}
             (true, TokenKind::Endpoint) => {
-                return Err(refuse(StatusCode::FORBIDDEN, "the shell needs a shell token"))
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "the shell needs a shell token",
+                ))
             }
             (false, TokenKind::Shell) => {
-                return Err(refuse(StatusCode::FORBIDDEN, "a shell token opens only the shell"))
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "a shell token opens only the shell",
+                ))
             }
         }
         if shell && port != shell::PORT {
-            return Err(refuse(StatusCode::FORBIDDEN, format!("the shell is on port {}", shell::PORT)));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("the shell is on port {}", shell::PORT),
+            ));
         }
 
         let view = self
             .backend
             .microvm(&microvm_id)
             .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such microvm"))?;
+        if matches!(
+            view.state,
+            MicrovmState::Terminating | MicrovmState::Terminated
+        ) {
+            return Err(refuse(
+                StatusCode::GONE,
+                format!("the microvm is {}", view.state),
+            ));
+        }
         let connectors = &view.connectors;
         if route::has_connector(connectors, "NO_INGRESS") {
-            return Err(refuse(StatusCode::FORBIDDEN, "the microvm accepts no ingress (NO_INGRESS)"));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "the microvm accepts no ingress (NO_INGRESS)",
+            ));
         }
-        let connector = if shell { "SHELL_INGRESS" } else { "ALL_INGRESS" };
+        let connector = if shell {
+            "SHELL_INGRESS"
+        } else {
+            "ALL_INGRESS"
+        };
         if !route::has_connector(connectors, connector) {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -173,7 +222,7 @@ impl<B: Backend> Proxy<B> {
         }
 
         if view.state != MicrovmState::Running {
-            self.wake(&microvm_id, view.state).await?;
+            self.wake(&microvm_id).await?;
         }
         Ok(Target {
             microvm_id,
@@ -183,28 +232,33 @@ impl<B: Backend> Proxy<B> {
     }
 
     /// Waits for the microVM to be RUNNING, resuming it if its policy says.
-    async fn wake(&self, id: &str, state: MicrovmState) -> Result<(), Refusal> {
-        if matches!(state, MicrovmState::Terminating | MicrovmState::Terminated) {
-            return Err(refuse(StatusCode::GONE, format!("the microvm is {state}")));
-        }
+    async fn wake(&self, id: &str) -> Result<(), Refusal> {
         let woke = tokio::time::timeout(self.config.wake_timeout, self.backend.wake(id)).await;
         match woke {
             Ok(Ok(())) => Ok(()),
             Err(_) => Err(refuse(
                 StatusCode::GATEWAY_TIMEOUT,
-                format!("the microvm did not wake within {:?}", self.config.wake_timeout),
+                format!(
+                    "the microvm did not wake within {:?}",
+                    self.config.wake_timeout
+                ),
             )),
             Ok(Err(error @ WakeError::NotResumable { .. })) => {
                 Err(refuse(StatusCode::CONFLICT, error.to_string()))
             }
-            Ok(Err(error @ WakeError::Ended { .. })) => Err(refuse(StatusCode::GONE, error.to_string())),
+            Ok(Err(error @ WakeError::Ended { .. })) => {
+                Err(refuse(StatusCode::GONE, error.to_string()))
+            }
             Ok(Err(WakeError::NotFound)) => Err(refuse(StatusCode::NOT_FOUND, "no such microvm")),
             Ok(Err(error @ WakeError::Refused(_))) => {
                 Err(refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))
             }
             Ok(Err(error)) => {
                 tracing::error!(microvm_id = id, error = %error, "wake failed");
-                Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot wake the microvm"))
+                Err(refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot wake the microvm",
+                ))
             }
         }
     }
@@ -216,17 +270,26 @@ impl<B: Backend> Proxy<B> {
         mut req: Request<Incoming>,
         credentials: &Credentials,
     ) -> Result<Response<Body>, Refusal> {
-        let Target { microvm_id, port, .. } = target;
+        let Target {
+            microvm_id, port, ..
+        } = target;
         let permit = self
             .upstream
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| refuse(StatusCode::SERVICE_UNAVAILABLE, "the proxy is stopping"))?;
-        let stream = self.backend.tunnel(&microvm_id, port).await.map_err(|error| {
-            tracing::debug!(microvm_id, port, error = %error, "no tunnel");
-            refuse(StatusCode::BAD_GATEWAY, format!("nothing answers on port {port} in the microvm"))
-        })?;
+        let stream = self
+            .backend
+            .tunnel(&microvm_id, port)
+            .await
+            .map_err(|error| {
+                tracing::debug!(microvm_id, port, error = %error, "no tunnel");
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    format!("nothing answers on port {port} in the microvm"),
+                )
+            })?;
         let backend = self.backend.clone();
         let traffic_id = microvm_id.clone();
         let io = tunnel::bridge(
@@ -251,12 +314,16 @@ impl<B: Backend> Proxy<B> {
 
         let bad_gateway = |error: hyper::Error| {
             tracing::debug!(microvm_id, port, error = %error, "upstream failed");
-            refuse(StatusCode::BAD_GATEWAY, format!("the app on port {port} did not answer"))
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                format!("the app on port {port} did not answer"),
+            )
         };
         let mut resp = if credentials.force_h2 && !upgrade {
             *req.version_mut() = Version::HTTP_2;
-            *req.uri_mut() = Uri::try_from(format!("http://{host}{path}"))
-                .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the request's target is not a URI"))?;
+            *req.uri_mut() = Uri::try_from(format!("http://{host}{path}")).map_err(|_| {
+                refuse(StatusCode::BAD_REQUEST, "the request's target is not a URI")
+            })?;
             req.headers_mut().remove(header::HOST);
             let (mut sender, conn) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
@@ -269,8 +336,9 @@ impl<B: Backend> Proxy<B> {
             sender.send_request(req).await.map_err(bad_gateway)?
         } else {
             *req.version_mut() = Version::HTTP_11;
-            *req.uri_mut() = Uri::try_from(path)
-                .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the request's target is not a URI"))?;
+            *req.uri_mut() = Uri::try_from(path).map_err(|_| {
+                refuse(StatusCode::BAD_REQUEST, "the request's target is not a URI")
+            })?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(bad_gateway)?;
@@ -322,7 +390,10 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// Removes the headers that belong to one hop; an upgrade keeps
@@ -339,7 +410,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name.as_str());
     }
-    for name in ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"] {
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
         headers.remove(name);
     }
     headers.remove(header::PROXY_AUTHORIZATION);
@@ -353,16 +430,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// An empty body.
 fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// The proxy's own answer: `{"message": …}`.
 pub(crate) fn plain(status: StatusCode, message: &str) -> Response<Body> {
     let body = format!("{{\"message\":{}}}\n", json_string(message));
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -143,8 +143,14 @@ mod tests {
     fn hosts_name_a_microvm_under_the_endpoint_domain() {
         let host = format!("{ID}.localhost:7080");
         assert_eq!(microvm_of_host(&host, "localhost"), Some(ID));
-        assert_eq!(microvm_of_host(&format!("{ID}.example.test"), "example.test"), Some(ID));
-        assert_eq!(microvm_of_host(&format!("{ID}.other:7080"), "localhost"), None);
+        assert_eq!(
+            microvm_of_host(&format!("{ID}.example.test"), "example.test"),
+            Some(ID)
+        );
+        assert_eq!(
+            microvm_of_host(&format!("{ID}.other:7080"), "localhost"),
+            None
+        );
         assert_eq!(microvm_of_host("localhost:7080", "localhost"), None);
         assert_eq!(microvm_of_host("evil.localhost", "localhost"), None);
     }
@@ -180,7 +186,10 @@ mod tests {
         assert_eq!(headers[SEC_WEBSOCKET_PROTOCOL], "chat");
 
         let mut only_ours = HeaderMap::new();
-        only_ours.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("lambda-microvms"));
+        only_ours.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("lambda-microvms"),
+        );
         take_credentials(&mut only_ours);
         assert!(only_ours.get(SEC_WEBSOCKET_PROTOCOL).is_none());
     }
@@ -188,7 +197,7 @@ mod tests {
     #[test]
     fn connectors_match_by_arn_or_name() {
         let arn = "arn:aws:lambda:us-east-1:aws:network-connector:SHELL_INGRESS".to_owned();
-        assert!(has_connector(&[arn.clone()], "SHELL_INGRESS"));
+        assert!(has_connector(std::slice::from_ref(&arn), "SHELL_INGRESS"));
         assert!(!has_connector(&[arn], "ALL_INGRESS"));
         assert!(has_connector(&["ALL_INGRESS".to_owned()], "ALL_INGRESS"));
     }

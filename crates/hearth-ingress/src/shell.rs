@@ -33,5 +33,8 @@ pub(crate) async fn open<B: Backend>(
         return Ok(plain(StatusCode::BAD_REQUEST, "the shell is a WebSocket"));
     }
     tracing::info!(microvm_id, "shell requested, not served by this build");
-    Ok(plain(StatusCode::NOT_IMPLEMENTED, "the shell is not served by this build"))
+    Ok(plain(
+        StatusCode::NOT_IMPLEMENTED,
+        "the shell is not served by this build",
+    ))
 }

@@ -231,7 +231,11 @@ impl Inner {
             if now - last < i64::from(policy.max_idle_duration_seconds) * 1000 {
                 continue;
             }
-            tracing::info!(microvm_id = id, idle_seconds = (now - last) / 1000, "suspending idle microvm");
+            tracing::info!(
+                microvm_id = id,
+                idle_seconds = (now - last) / 1000,
+                "suspending idle microvm"
+            );
             if let Err(error) = self.suspend_microvm(id) {
                 tracing::warn!(microvm_id = id, error = %error, "idle suspend refused");
             }

@@ -6,7 +6,8 @@
 //! API received, so that a row answers `Get*` calls exactly.
 
 /// Each step of the schema; the database is at step `user_version`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE images (
     image_id        INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL,

@@ -21,7 +21,9 @@ use clap::Args;
 use hearth_api::{router, serve, ApiConfig, AwsConfigFiles, Credentials, DEFAULT_PROFILE};
 use hearth_control::artifacts::serve_s3;
 use hearth_control::{BuiltinPipeline, ControlConfig, EndpointConfig, HearthControl, ShimNode};
-use hearth_ingress::{serve_http, serve_https, server_config, ControlBackend, IngressConfig, Proxy, TlsFiles};
+use hearth_ingress::{
+    serve_http, serve_https, server_config, ControlBackend, IngressConfig, Proxy, TlsFiles,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -119,10 +119,19 @@ async fn refused_tokens_never_wake_the_microvm() {
     let fake = Arc::new(fake(MicrovmState::Suspended, Wake::Runs));
     let addr = start(fake.clone()).await;
     let expired = token(&fake, ID, -1, AllowedPorts::All);
-    let other = token(&fake, "microvm-ffffffffffffffffffffffffffffffff", 60, AllowedPorts::All);
+    let other = token(
+        &fake,
+        "microvm-ffffffffffffffffffffffffffffffff",
+        60,
+        AllowedPorts::All,
+    );
     let narrow = token(&fake, ID, 60, AllowedPorts::Ranges(vec![(9000, 9000)]));
-    let forged = TokenSigner::new([1; 32])
-        .sign(&tokens::claims(TokenKind::Endpoint, ID, i64::MAX, AllowedPorts::All));
+    let forged = TokenSigner::new([1; 32]).sign(&tokens::claims(
+        TokenKind::Endpoint,
+        ID,
+        i64::MAX,
+        AllowedPorts::All,
+    ));
 
     assert_eq!(status(addr, "").await, 401);
     for bad in [&expired, &other, &narrow, &forged] {
@@ -137,7 +146,10 @@ async fn a_wake_that_does_not_finish_in_time_is_504() {
     let fake = Arc::new(fake(MicrovmState::Suspended, Wake::Never));
     let addr = start(fake.clone()).await;
     let good = token(&fake, ID, 60, AllowedPorts::All);
-    assert_eq!(status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await, 504);
+    assert_eq!(
+        status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await,
+        504
+    );
 }
 
 #[tokio::test]
@@ -145,7 +157,10 @@ async fn a_microvm_that_does_not_resume_on_traffic_is_409() {
     let fake = Arc::new(fake(MicrovmState::Suspended, Wake::Refuses));
     let addr = start(fake.clone()).await;
     let good = token(&fake, ID, 60, AllowedPorts::All);
-    assert_eq!(status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await, 409);
+    assert_eq!(
+        status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await,
+        409
+    );
 }
 
 #[tokio::test]
@@ -153,12 +168,18 @@ async fn nothing_listening_is_502_and_no_ingress_is_403() {
     let fake = Arc::new(fake(MicrovmState::Running, Wake::Runs));
     let addr = start(fake.clone()).await;
     let good = token(&fake, ID, 60, AllowedPorts::All);
-    assert_eq!(status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await, 502);
+    assert_eq!(
+        status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await,
+        502
+    );
 
     let mut closed = self::fake(MicrovmState::Running, Wake::Runs);
     closed.connectors = vec!["NO_INGRESS".to_owned()];
     let closed = Arc::new(closed);
     let addr = start(closed.clone()).await;
     let good = token(&closed, ID, 60, AllowedPorts::All);
-    assert_eq!(status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await, 403);
+    assert_eq!(
+        status(addr, &format!("X-aws-proxy-auth: {good}\r\n")).await,
+        403
+    );
 }

@@ -28,6 +28,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 512)]
         memory: u32,
     },
+    /// The ingress proxy against a direct tunnel to the same guest port:
+    /// request latency and download throughput.
+    Ingress(super::bench_ingress::IngressArgs),
 }
 
 /// Runs a benchmark.
@@ -38,6 +41,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             runs,
             memory,
         } => vm(rootfs, runs.max(1), memory).await,
+        BenchCommand::Ingress(args) => super::bench_ingress::run(args).await,
     }
 }
 
@@ -161,7 +165,7 @@ async fn exec_round_trip(client: &ShimClient) -> Result<Duration> {
     Ok(Duration::from_secs_f64(median(times)))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod bench;
+mod bench_ingress;
 pub mod image;
 pub mod serve;
 pub mod vm;

@@ -264,6 +264,8 @@ impl<B: Backend> Proxy<B> {
     }
 
     /// Relays the request to the app and its answer back.
+    // Limitation: each request opens its own tunnel and upstream connection;
+    // upstream connections are not kept alive between requests.
     async fn forward(
         &self,
         target: Target,

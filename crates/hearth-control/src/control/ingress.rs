@@ -209,12 +209,30 @@ impl Inner {
         Ok(())
     }
 
+    /// Drops the shim connections and idle clocks of microVMs that are not
+    /// RUNNING (their VMs have gone; a resume makes a new one).
+    fn forget_stopped(&self, rows: &[crate::store::MicrovmRow]) {
+        let running: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter(|r| r.state == MicrovmState::Running)
+            .map(|r| r.microvm_id.as_str())
+            .collect();
+        lock(&self.ingress.activity).retain(|id, _| running.contains(id.as_str()));
+        if let Ok(mut clients) = self.ingress.clients.try_lock() {
+            clients.retain(|id, _| running.contains(id.as_str()));
+        }
+    }
+
     /// Suspends RUNNING microVMs whose endpoint has carried no traffic for
     /// their idle policy's `maxIdleDurationSeconds`; the clock starts when
     /// the microVM last became RUNNING.
+    // Limitation: the idle clock lives in memory, so after a restart of the
+    // server a microVM's idle time counts from the restart.
     pub(super) fn enforce_idle(self: &Arc<Self>) -> Result<(), StoreError> {
         let now = Timestamp::now().unix_millis();
-        for row in self.store.microvms()? {
+        let rows = self.store.microvms()?;
+        self.forget_stopped(&rows);
+        for row in rows {
             let Some(policy) = row.request.idle_policy else {
                 continue;
             };

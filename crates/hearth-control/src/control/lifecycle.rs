@@ -266,9 +266,8 @@ impl Inner {
     }
 
     /// Terminates microVMs past their hard lifetime, and suspended ones past
-    /// their idle policy's `suspendedDurationSeconds`.
-    // Limitation: `maxIdleDurationSeconds` is not enforced, since idleness is
-    // counted from ingress traffic and no ingress proxy carries any yet.
+    /// their idle policy's `suspendedDurationSeconds` (idle suspends are in
+    /// `control/ingress.rs`).
     pub(super) fn enforce_lifetimes(self: &Arc<Self>) -> Result<(), StoreError> {
         let now = Timestamp::now().unix_millis();
         for row in self.store.microvms()? {

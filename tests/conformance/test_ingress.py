@@ -211,15 +211,11 @@ def test_token_failures_are_refused_and_a_suspended_microvm_stays_suspended(
         other_token = token(client, other)
         suspend(client, target)
 
-        payload, mac = good.split(".")
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        key = (server.data_dir / "token-key").read_bytes()
+        claims = token_claims(good)
+        mac = good.split(".")[1]
 
         def signed(**changes):
-            body = base64.urlsafe_b64encode(json.dumps({**claims, **changes}).encode())
-            body = body.decode().rstrip("=")
-            mac = hmac.new(key, body.encode(), hashlib.sha256).digest()
-            return body + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+            return sign(server, {**claims, **changes})
 
         cases = [
             (401, {}),
@@ -242,6 +238,24 @@ def test_token_failures_are_refused_and_a_suspended_microvm_stays_suspended(
     finally:
         for microvm_id in (target, other):
             client.terminate_microvm(microvmIdentifier=microvm_id)
+
+
+def token_claims(tok):
+    payload = tok.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def sign(server, claims):
+    """A token signed with the server's own key (to make ones the API would
+    not issue: expired, or a shell token for a microVM without SHELL_INGRESS)."""
+    key = (server.data_dir / "token-key").read_bytes()
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    mac = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    return body + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+WEBSOCKET = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 
 
 def test_suspended_microvm_resumes_on_request_with_memory_intact(client, server, awake):
@@ -292,6 +306,20 @@ def test_statuses_follow_the_microvms_state_and_connectors(client, server, ingre
         assert state(client, no_resume) == "SUSPENDED"
         assert request(server, closed, "/", headers={"X-aws-proxy-auth": tokens[closed]})[0] == 403
         assert request(server, shell_only, "/", headers={"X-aws-proxy-auth": tokens[shell_only]})[0] == 403
+
+        # The shell: its own token, SHELL_INGRESS, port 8022.
+        shell = client.create_microvm_shell_auth_token(
+            microvmIdentifier=shell_only, expirationInMinutes=10)["authToken"]["X-aws-proxy-auth"]
+        assert request(server, shell_only, "/", headers={"X-aws-proxy-auth": shell})[0] == 403
+        assert request(server, shell_only, "/shell",
+                       headers={"X-aws-proxy-auth": tokens[shell_only], **WEBSOCKET})[0] == 403
+        no_shell = sign(server, {**token_claims(shell), "microvm": no_resume})
+        assert request(server, no_resume, "/shell",
+                       headers={"X-aws-proxy-auth": no_shell, **WEBSOCKET})[0] == 403
+        assert state(client, no_resume) == "SUSPENDED"
+        # Admitted; the PTY session itself is not served yet (README: Limitations).
+        assert request(server, shell_only, "/shell",
+                       headers={"X-aws-proxy-auth": shell, **WEBSOCKET})[0] == 501
 
         client.terminate_microvm(microvmIdentifier=closed)
         wait_microvm(client, closed, states=("TERMINATED",))

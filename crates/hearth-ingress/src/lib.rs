@@ -14,6 +14,7 @@
 //! - [`proxy`]: admission, waking and relaying;
 //! - [`tunnel`]: a tunnel stream as a byte stream;
 //! - [`tls`]: the HTTPS listener's certificate;
+//! - [`shell`]: the `/shell` route's handshake;
 //! - [`backend`]: the control plane seam;
 //! - [`server`]: the listeners.
 
@@ -23,7 +24,7 @@ pub mod backend;
 pub mod proxy;
 pub mod route;
 pub mod server;
-mod shell;
+pub mod shell;
 pub mod tls;
 pub mod tunnel;
 

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import HERE, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir
+from conftest import HERE, REPO, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir
 
 IMAGE = "ingress-app"
 MIB = 1024 * 1024
@@ -350,3 +351,53 @@ def test_idle_microvms_suspend_then_terminate_while_busy_ones_run(client, server
     finally:
         for microvm_id in (idle, busy):
             client.terminate_microvm(microvmIdentifier=microvm_id)
+
+
+@pytest.fixture(scope="module")
+def h2_microvm(client, server, tmp_path_factory):
+    """A microVM whose app speaks only HTTP/2 cleartext (tests/h2c-app)."""
+    target = REPO / "target" / "h2c-app"
+    subprocess.run(
+        ["cargo", "build", "--release", "--target", "x86_64-unknown-linux-gnu",
+         "--target-dir", str(target)],
+        cwd=REPO / "tests" / "h2c-app", check=True, timeout=1800,
+        env=dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static"),
+    )
+    app = tmp_path_factory.mktemp("h2app")
+    shutil.copy(HERE / "h2_app" / "Dockerfile", app / "Dockerfile")
+    shutil.copy(target / "x86_64-unknown-linux-gnu" / "release" / "h2c-app", app / "h2c-app")
+    archive = zip_dir(app, tmp_path_factory.mktemp("h2zip") / "app.zip")
+    uri = upload(server, archive, "s3://conformance/h2-app.zip")
+    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
+    config = app_config(base, uri)
+    del config["hooks"], config["environmentVariables"]
+    client.create_microvm_image(name="ingress-h2", **config)
+    assert wait_image(client, "ingress-h2")["state"] == "CREATED"
+    microvm_id = client.run_microvm(imageIdentifier="ingress-h2")["microvmId"]
+    wait_microvm(client, microvm_id)
+    yield microvm_id
+    client.terminate_microvm(microvmIdentifier=microvm_id)
+
+
+def test_force_h2_speaks_http2_to_the_app(client, server, h2_microvm):
+    tok = token(client, h2_microvm)
+    force = ("-H", "X-aws-proxy-force-h2: true")
+    assert curl(server, h2_microvm, tok, "/hi", *force).decode() == "h2 GET /hi"
+    assert curl(server, h2_microvm, tok, "/hi", *force, "--http2-prior-knowledge").decode() \
+        == "h2 GET /hi"
+    # Without it the proxy speaks HTTP/1.1, which this app refuses.
+    assert request(server, h2_microvm, "/hi", headers={"X-aws-proxy-auth": tok})[0] == 502
+
+
+def test_a_streamed_http2_answer_arrives_with_its_trailers(client, server, h2_microvm):
+    tok = token(client, h2_microvm)
+    url = urllib.parse.urlsplit(server.ingress)
+    name = f"{h2_microvm}.localhost"
+    out = subprocess.run(
+        ["curl", "-sS", "-v", "--http2-prior-knowledge", "--resolve",
+         f"{name}:{url.port}:127.0.0.1", "-H", f"X-aws-proxy-auth: {tok}",
+         "-H", "X-aws-proxy-force-h2: 1", "-H", "TE: trailers",
+         f"http://{name}:{url.port}/stream"],
+        capture_output=True, check=True, timeout=120)
+    assert out.stdout.decode() == "".join(f"chunk {i}\n" for i in range(5))
+    assert "x-stream-status: done" in out.stderr.decode()

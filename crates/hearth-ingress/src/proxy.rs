@@ -412,6 +412,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name.as_str());
     }
+    // `TE: trailers` says the client takes trailers (gRPC needs it); any
+    // other TE is for this hop only.
+    let trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for name in [
         "keep-alive",
         "proxy-connection",
@@ -420,6 +425,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         "transfer-encoding",
     ] {
         headers.remove(name);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     headers.remove(header::PROXY_AUTHORIZATION);
     if upgrade {

@@ -50,7 +50,11 @@ pub(crate) async fn open<B: Backend>(
 /// The `101 Switching Protocols` answer to a WebSocket handshake, or `None`
 /// when the request is not one.
 pub fn switching_protocols(headers: &HeaderMap) -> Option<Response<Body>> {
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     let websocket = text(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let version = text(header::SEC_WEBSOCKET_VERSION) == Some("13");
     let key = text(header::SEC_WEBSOCKET_KEY)?;
@@ -63,7 +67,10 @@ pub fn switching_protocols(headers: &HeaderMap) -> Option<Response<Body>> {
     headers.remove(header::CONTENT_TYPE);
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     let accept = HeaderValue::from_str(&accept_key(key)).ok()?;
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Some(resp)
@@ -91,14 +98,20 @@ mod tests {
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         headers.insert(
             header::SEC_WEBSOCKET_KEY,
             HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
         );
         let resp = switching_protocols(&headers).unwrap();
         assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(resp.headers()[header::SEC_WEBSOCKET_PROTOCOL], "lambda-microvms");
+        assert_eq!(
+            resp.headers()[header::SEC_WEBSOCKET_PROTOCOL],
+            "lambda-microvms"
+        );
 
         headers.remove(header::SEC_WEBSOCKET_VERSION);
         assert!(switching_protocols(&headers).is_none());

@@ -62,9 +62,15 @@ pub async fn run(args: IngressArgs) -> Result<ExitCode> {
 
     let mut proxied = Vec::new();
     let mut direct = Vec::new();
-    for _ in 0..runs {
-        proxied.push(through_proxy(&args, &host, &args.path).await?);
-        direct.push(through_tunnel(&client, &args, &host, &args.path).await?);
+    for i in 0..runs {
+        // Alternate which goes first, so that neither always warms the app.
+        if i % 2 == 0 {
+            proxied.push(through_proxy(&args, &host, &args.path).await?);
+            direct.push(through_tunnel(&client, &args, &host, &args.path).await?);
+        } else {
+            direct.push(through_tunnel(&client, &args, &host, &args.path).await?);
+            proxied.push(through_proxy(&args, &host, &args.path).await?);
+        }
     }
     let ms = |answers: &[Answer]| {
         median(

@@ -104,12 +104,15 @@ class Server:
         self.s3_endpoint = None
         # Variables added to the server's environment at its next start.
         self.extra_env = {}
+        self.ingress = None
+        self.ingress_tls = None
 
     def start(self):
         args = [
             self.binary, "serve", "--data", str(self.data_dir),
             "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--region", REGION,
             "--guest-memory-cap-mib", str(GUEST_MEMORY_CAP_MIB), "--exit-on-stdin-eof",
+            "--ingress-listen", "127.0.0.1:0", "--ingress-tls-listen", "127.0.0.1:0",
             *self.extra_args,
         ]
         env = dict(os.environ, HEARTH_ACCEL="tcg", HEARTH_ASSETS=str(guest_assets()),
@@ -121,17 +124,18 @@ class Server:
             )
         lines = {}
         deadline = time.monotonic() + 60
-        while len(lines) < 2 and time.monotonic() < deadline:
+        while len(lines) < 4 and time.monotonic() < deadline:
             line = self.proc.stdout.readline().decode().strip()
             if not line and self.proc.poll() is not None:
                 break
             if " " in line:
                 kind, url = line.split(" ", 1)
                 lines[kind] = url
-        if len(lines) < 2:
+        if len(lines) < 4:
             self.stop()
             raise RuntimeError(f"hearth serve did not start; see {self.log_path}")
         self.endpoint, self.s3_endpoint = lines["api"], lines["s3"]
+        self.ingress, self.ingress_tls = lines["ingress"], lines["ingress-tls"]
         return self
 
     def stop(self):

@@ -31,7 +31,7 @@ pub mod store;
 pub mod tokens;
 
 pub use config::{ControlConfig, EndpointConfig};
-pub use control::{ControlError, HearthControl};
+pub use control::{ControlError, HearthControl, IngressView, WakeError};
 pub use node::{Egress, Node, NodeError, ShimNode};
 pub use pipeline::{
     BuildFailure, BuildJob, BuildProgress, BuiltVersion, ContainerConfig, ImagePipeline,

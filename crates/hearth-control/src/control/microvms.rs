@@ -227,8 +227,6 @@ impl Inner {
     }
 
     /// `CreateMicrovmAuthToken`.
-    // Limitation: the token is signed and bound to the microVM, but no ingress
-    // proxy serves the endpoint it opens yet.
     pub(super) fn auth_token(
         &self,
         input: CreateMicrovmAuthTokenRequest,

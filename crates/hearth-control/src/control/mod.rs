@@ -12,6 +12,7 @@
 
 mod builds;
 mod images;
+mod ingress;
 mod lifecycle;
 mod microvms;
 mod recovery;
@@ -36,6 +37,8 @@ use crate::node::Node;
 use crate::pipeline::ImagePipeline;
 use crate::store::{Store, StoreError};
 use crate::tokens::{KeyError, TokenSigner};
+
+pub use ingress::{IngressView, WakeError};
 
 /// How long a stop waits for microVM tasks to finish.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -91,6 +94,8 @@ struct Inner {
     tasks: Mutex<JoinSet<()>>,
     /// When each microVM last carried ingress traffic.
     activity: timers::Activity,
+    /// Endpoint traffic, shim connections for tunnels.
+    ingress: ingress::IngressState,
 }
 
 impl HearthControl {
@@ -127,6 +132,7 @@ impl HearthControl {
             builds: Mutex::default(),
             tasks: Mutex::default(),
             activity: timers::Activity::default(),
+            ingress: ingress::IngressState::default(),
         };
         let control = Self {
             inner: Arc::new(inner),
@@ -142,6 +148,12 @@ impl HearthControl {
                 };
                 if let Err(error) = inner.enforce_lifetimes(Timestamp::now().unix_millis()) {
                     tracing::error!(error = %error, "timers: cannot read microvms");
+                }
+                if let Err(error) = inner.forget_stopped() {
+                    tracing::error!(error = %error, "cannot read microvms");
+                }
+                if let Err(error) = inner.flush_traffic() {
+                    tracing::error!(error = %error, "cannot record endpoint traffic");
                 }
             }
         });
@@ -187,6 +199,9 @@ impl HearthControl {
         .await;
         if drained.is_err() {
             tracing::warn!("stopping with microvm tasks still running");
+        }
+        if let Err(error) = self.inner.flush_traffic() {
+            tracing::error!(error = %error, "cannot record endpoint traffic");
         }
         if let Err(error) = self
             .inner

@@ -12,6 +12,7 @@ mod microvms;
 mod schema;
 mod tags;
 mod tokens;
+mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub use images::{BuildRow, BuildSizes, ImageRow, NewBuild, VersionRow};
 pub use microvms::MicrovmRow;
+pub use traffic::Traffic;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@
 //! API received, so that a row answers `Get*` calls exactly.
 
 /// Each step of the schema; the database is at step `user_version`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE images (
     image_id        INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL,
@@ -85,4 +86,13 @@ CREATE TABLE client_tokens (
     created_at_ms   INTEGER NOT NULL,
     PRIMARY KEY (operation, access_key_id, client_token)
 );
-"#];
+"#,
+    // Bytes carried through each microVM's endpoint, for metering.
+    r#"
+CREATE TABLE microvm_traffic (
+    microvm_id  TEXT PRIMARY KEY,
+    bytes_in    INTEGER NOT NULL,
+    bytes_out   INTEGER NOT NULL
+);
+"#,
+];

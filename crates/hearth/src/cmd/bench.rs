@@ -38,6 +38,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         memory: u32,
     },
+    /// The ingress proxy against a direct tunnel to the same guest port:
+    /// request latency and download throughput.
+    Ingress(super::bench_ingress::IngressArgs),
 }
 
 /// Runs a benchmark.
@@ -49,6 +52,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             memory,
         } => vm(rootfs, runs.max(1), memory).await,
         BenchCommand::Api { runs, memory } => super::bench_api::api(runs.max(1), memory).await,
+        BenchCommand::Ingress(args) => super::bench_ingress::run(args).await,
     }
 }
 
@@ -173,7 +177,7 @@ async fn exec_round_trip(client: &ShimClient) -> Result<Duration> {
     Ok(Duration::from_secs_f64(median(times)))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_api;
+mod bench_ingress;
 pub mod drain;
 pub mod image;
 pub mod image_create;

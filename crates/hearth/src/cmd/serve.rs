@@ -1,5 +1,6 @@
-//! `hearth serve`: the Lambda MicroVMs API, the artifact store's S3 API and
-//! the control plane, in one process.
+//! `hearth serve`: the Lambda MicroVMs API, the artifact store's S3 API,
+//! the control plane and the ingress proxy (microVM endpoints over HTTP and
+//! HTTPS), in one process.
 //!
 //! On first start it makes the API key pair in the data directory and adds
 //! the `hearth` profile to the user's AWS config files (the ones
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -21,6 +23,9 @@ use hearth_builder::image::ImageBuilder;
 use hearth_builder::oci::RegistryConfig;
 use hearth_control::artifacts::serve_s3;
 use hearth_control::{ControlConfig, EndpointConfig, HearthControl, ShimNode};
+use hearth_ingress::{
+    serve_http, serve_https, server_config, ControlBackend, IngressConfig, Proxy, TlsFiles,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -49,9 +54,26 @@ pub struct ServeArgs {
     /// The domain of microVM endpoints (`http://<id>.<domain>:<port>`).
     #[arg(long, default_value = "localhost")]
     endpoint_domain: String,
-    /// The port of microVM endpoints.
-    #[arg(long, default_value_t = 7080)]
-    endpoint_port: u16,
+    /// The port of microVM endpoints in their URLs (default: the HTTP
+    /// ingress listener's port).
+    #[arg(long)]
+    endpoint_port: Option<u16>,
+    /// Where the ingress proxy listens for HTTP (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    ingress_listen: SocketAddr,
+    /// Where the ingress proxy listens for HTTPS.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    ingress_tls_listen: SocketAddr,
+    /// The HTTPS certificate chain (PEM); default: a self-signed one kept
+    /// in the data directory.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The HTTPS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long a request waits for a suspended microVM to wake, in seconds.
+    #[arg(long, default_value_t = 30)]
+    wake_timeout_seconds: u64,
     /// The most memory a guest gets, in MiB, whatever its size class says
     /// (small guests for tests under TCG).
     #[arg(long)]
@@ -88,10 +110,27 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let mut config = ControlConfig::new(data.clone(), assets, exe.clone());
     config.region = args.region.clone();
     config.account = args.account.clone();
+    let ingress_listener = bind(args.ingress_listen, "the HTTP ingress").await?;
+    let ingress_tls_listener = bind(args.ingress_tls_listen, "the HTTPS ingress").await?;
+    let ingress_port = ingress_listener.local_addr()?.port();
     config.endpoint = EndpointConfig {
         domain: args.endpoint_domain.clone(),
-        port: args.endpoint_port,
+        port: args.endpoint_port.unwrap_or(ingress_port),
     };
+    let tls_files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            let files = TlsFiles::in_data_dir(&data);
+            files
+                .ensure_self_signed(&args.endpoint_domain)
+                .context("making the ingress certificate")?;
+            files
+        }
+    };
+    let tls = server_config(&tls_files).context("loading the ingress certificate")?;
     config.guest_memory_cap_mib = args.guest_memory_cap_mib;
     config.memory_budget_mib = args.memory_budget_mib;
     if !config.assets_present() {
@@ -126,6 +165,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let s3_listener = bind(args.s3_listen, "the S3 API").await?;
     println!("api http://{}", api_listener.local_addr()?);
     println!("s3 http://{}", s3_listener.local_addr()?);
+    println!("ingress http://{}", ingress_listener.local_addr()?);
+    println!("ingress-tls https://{}", ingress_tls_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -140,9 +181,19 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         &artifacts,
         &credentials.access_key_id,
         &credentials.secret_access_key,
-        stopped(stop_rx),
+        stopped(stop_rx.clone()),
     );
-    let (api, s3) = tokio::join!(api, s3);
+    let proxy = Arc::new(Proxy::new(
+        Arc::new(ControlBackend::new(control.clone())),
+        IngressConfig {
+            domain: args.endpoint_domain.clone(),
+            wake_timeout: Duration::from_secs(args.wake_timeout_seconds),
+            ..IngressConfig::default()
+        },
+    ));
+    let ingress = serve_http(ingress_listener, proxy.clone(), stopped(stop_rx.clone()));
+    let ingress_tls = serve_https(ingress_tls_listener, tls, proxy, stopped(stop_rx.clone()));
+    let (api, s3, (), ()) = tokio::join!(api, s3, ingress, ingress_tls);
     control.shutdown().await;
     api.context("serving the API")?;
     s3.context("serving the S3 API")?;

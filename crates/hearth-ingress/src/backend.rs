@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use hearth_control::tokens::{TokenClaims, TokenError, TokenSigner};
 use hearth_control::{HearthControl, IngressView, WakeError};
+use std::sync::Arc;
+
 use hearth_protocol::Stream;
+use hearth_shim::ShimClient;
 
 /// A failure to open a tunnel into the guest.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,13 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// [`TunnelError`] when the VM is unreachable or nothing listens.
     async fn tunnel(&self, id: &str, port: u16) -> Result<Stream, TunnelError>;
+
+    /// The connection to microVM `id`'s shim, which serves its shell.
+    ///
+    /// # Errors
+    ///
+    /// [`TunnelError`] (for the shell's port) when the VM is unreachable.
+    async fn shim(&self, id: &str) -> Result<Arc<ShimClient>, TunnelError>;
 
     /// Records traffic through the endpoint (idle clock and metering).
     fn record_traffic(&self, id: &str, bytes_in: u64, bytes_out: u64);
@@ -91,6 +101,16 @@ impl Backend for ControlBackend {
             .await
             .map_err(|error| TunnelError {
                 port,
+                detail: error.to_string(),
+            })
+    }
+
+    async fn shim(&self, id: &str) -> Result<Arc<ShimClient>, TunnelError> {
+        self.control
+            .ingress_shim(id)
+            .await
+            .map_err(|error| TunnelError {
+                port: crate::shell::PORT,
                 detail: error.to_string(),
             })
     }

@@ -67,7 +67,7 @@ pub(crate) struct Refusal {
     message: String,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
@@ -100,7 +100,7 @@ impl<B: Backend> Proxy<B> {
         let credentials = route::take_credentials(req.headers_mut());
         let answer = match self.admit(&req, &credentials).await {
             Ok(target) if target.shell => {
-                shell::open(&*self.backend, &target.microvm_id, req).await
+                shell::open(&self.backend, &target.microvm_id, req).await
             }
             Ok(target) => self.forward(target, req, &credentials).await,
             Err(refusal) => Err(refusal),

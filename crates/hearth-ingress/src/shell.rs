@@ -4,17 +4,25 @@
 //! The proxy checks the token and connector (in [`crate::proxy`]) before
 //! anything here runs; this module checks the WebSocket handshake and makes
 //! the `101 Switching Protocols` answer, with `lambda-microvms` as the
-//! chosen subprotocol.
+//! chosen subprotocol, then hands the upgraded connection to the shell of
+//! the microVM's shim (`hearth_shim::shell` holds the protocol).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
+use hearth_shim::shell::ShellOptions;
+use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::backend::Backend;
-use crate::proxy::{plain, Body, Refusal};
+use crate::proxy::{plain, refuse, Body, Refusal};
 use crate::route::SUBPROTOCOL;
 
 /// The shell's path on a microVM's endpoint.
@@ -26,25 +34,95 @@ pub const PORT: u16 = 8022;
 /// The GUID RFC 6455 appends to a key.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Answers an admitted `/shell` request.
-// Limitation: the PTY session behind `/shell` is not served by this build;
-// an admitted shell request with a valid handshake gets 501.
+/// Answers an admitted `/shell` request: the `101` answer, then, once the
+/// connection is upgraded, the shell served by the microVM's shim over it
+/// (`hearth_shim::shell`), its bytes counted as the microVM's traffic.
 pub(crate) async fn open<B: Backend>(
-    _backend: &B,
+    backend: &Arc<B>,
     microvm_id: &str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    let Some(_accepted) = switching_protocols(req.headers()) else {
+    let Some(accepted) = switching_protocols(req.headers()) else {
         return Ok(plain(
             StatusCode::BAD_REQUEST,
             "the shell is a WebSocket (Upgrade: websocket, Sec-WebSocket-Version: 13)",
         ));
     };
-    tracing::info!(microvm_id, "shell requested, not served by this build");
-    Ok(plain(
-        StatusCode::NOT_IMPLEMENTED,
-        "the shell is not served by this build",
-    ))
+    let options = match ShellOptions::from_query(req.uri().query().unwrap_or("")) {
+        Ok(options) => options,
+        Err(error) => return Ok(plain(StatusCode::BAD_REQUEST, &error.to_string())),
+    };
+    let client = backend
+        .shim(microvm_id)
+        .await
+        .map_err(|error| refuse(StatusCode::BAD_GATEWAY, error.to_string()))?;
+
+    let upgrade = hyper::upgrade::on(&mut req);
+    let backend = backend.clone();
+    let microvm_id = microvm_id.to_owned();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            tracing::debug!(microvm_id, "shell upgrade did not complete");
+            return;
+        };
+        let traffic_id = microvm_id.clone();
+        let io = Metered {
+            io: TokioIo::new(upgraded),
+            traffic: Box::new(move |sent, received| {
+                backend.record_traffic(&traffic_id, sent, received)
+            }),
+        };
+        match hearth_shim::shell::serve_with(io, &client, options).await {
+            Ok(end) => tracing::info!(microvm_id, end = ?end, "shell ended"),
+            Err(error) => tracing::info!(microvm_id, error = %error, "shell failed"),
+        }
+    });
+    Ok(accepted)
+}
+
+/// An upgraded connection whose bytes are counted: `(into the guest, out
+/// of it)`.
+struct Metered<IO> {
+    io: IO,
+    traffic: Box<dyn Fn(u64, u64) + Send + Sync>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            (self.traffic)(read as u64, 0);
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = polled {
+            (self.traffic)(0, written as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// The `101 Switching Protocols` answer to a WebSocket handshake, or `None`

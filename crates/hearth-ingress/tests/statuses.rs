@@ -70,6 +70,13 @@ impl Backend for Fake {
         })
     }
 
+    async fn shim(&self, _id: &str) -> Result<std::sync::Arc<hearth_shim::ShimClient>, TunnelError> {
+        Err(TunnelError {
+            port: 8022,
+            detail: "no shim".to_owned(),
+        })
+    }
+
     fn record_traffic(&self, _id: &str, _bytes_in: u64, _bytes_out: u64) {}
 }
 

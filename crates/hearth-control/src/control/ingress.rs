@@ -161,6 +161,21 @@ impl HearthControl {
         }
     }
 
+    /// The shared shim connection of microVM `id`, which serves its shell;
+    /// made anew when the one kept has ended (the VM was suspended and
+    /// resumed since).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`] when the shim does not answer.
+    pub async fn ingress_shim(&self, id: &str) -> Result<Arc<ShimClient>, ClientError> {
+        let client = self.shim_client(id, false).await?;
+        match client.status().await {
+            Ok(_) => Ok(client),
+            Err(_) => self.shim_client(id, true).await,
+        }
+    }
+
     /// The shared shim connection of microVM `id`, made anew if `fresh`.
     async fn shim_client(&self, id: &str, fresh: bool) -> Result<Arc<ShimClient>, ClientError> {
         let mut clients = self.inner.ingress.clients.lock().await;

@@ -330,18 +330,59 @@ def test_statuses_follow_the_microvms_state_and_connectors(client, server, ingre
             client.terminate_microvm(microvmIdentifier=microvm_id)
 
 
+def open_websocket(server, microvm_id, tok):
+    """A socket past a WebSocket handshake with the app's /ws echo."""
+    url = urllib.parse.urlsplit(server.ingress)
+    sock = socket.create_connection((url.hostname, url.port), timeout=60)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((
+        f"GET /ws HTTP/1.1\r\nHost: {host(server, microvm_id)}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: lambda-microvms, lambda-microvms.authentication.{tok}\r\n"
+        "\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.split(b" ")[1] == b"101", head
+    return sock
+
+
+def echo(sock, payload):
+    """Sends one masked frame and reads it back from the echoing app."""
+    mask = os.urandom(4)
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(frame)
+    got = b""
+    while len(got) < len(frame):
+        chunk = sock.recv(4096)
+        assert chunk
+        got += chunk
+    assert got == frame
+
+
 def test_idle_microvms_suspend_then_terminate_while_busy_ones_run(client, server, ingress_image):
+    """Three microVMs with a 60 s idle time: one left alone, one sent a
+    request every 10 s, one holding a WebSocket that carries a frame every
+    10 s. Only the first suspends, then terminates after 5 s suspended."""
     policy = {"maxIdleDurationSeconds": 60, "suspendedDurationSeconds": 5,
               "autoResumeEnabled": False}
     idle = run(client, idlePolicy=policy)
     busy = run(client, idlePolicy=policy)
+    chatty = run(client, idlePolicy=policy)
     try:
         tok = token(client, busy)
+        sock = open_websocket(server, chatty, token(client, chatty))
         started = time.monotonic()
-        while time.monotonic() - started < 100:
-            assert request(server, busy, "/", headers={"X-aws-proxy-auth": tok})[0] == 200
-            time.sleep(10)
+        with sock:
+            while time.monotonic() - started < 100:
+                assert request(server, busy, "/", headers={"X-aws-proxy-auth": tok})[0] == 200
+                echo(sock, b"still here")
+                time.sleep(10)
         assert state(client, busy) == "RUNNING"
+        assert state(client, chatty) == "RUNNING"
         wait_microvm(client, idle, states=("TERMINATED",), timeout=60)
         events = [line for line in open(server.log_path, errors="replace").read().splitlines()
                   if "hearth::lifecycle" in line and idle in line]
@@ -349,7 +390,7 @@ def test_idle_microvms_suspend_then_terminate_while_busy_ones_run(client, server
         got = client.get_microvm(microvmIdentifier=idle)
         assert got["stateReason"] == "SUSPENDED_DURATION_REACHED", got
     finally:
-        for microvm_id in (idle, busy):
+        for microvm_id in (idle, busy, chatty):
             client.terminate_microvm(microvmIdentifier=microvm_id)
 
 

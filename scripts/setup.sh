@@ -22,7 +22,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs
     docker-registry skopeo umoci apache2-utils debootstrap jq nftables iproute2 curl
-    python3-venv)
+    python3-venv tmux)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hearth_protocol::{AgentInfo, Control, Request, Stream, StreamSender};
+use tokio::sync::watch;
 
 use crate::app::{self, App};
 use crate::fsexport::{self, Tree};
@@ -33,6 +34,8 @@ pub struct Agent {
     system: Arc<dyn System>,
     /// The tree recorded by the last `FsMark`.
     baseline: Mutex<Option<Tree>>,
+    /// Set, with a reason, once the guest is powering off.
+    stopping: watch::Sender<Option<String>>,
 }
 
 impl Agent {
@@ -43,6 +46,7 @@ impl Agent {
             app: App::default(),
             system,
             baseline: Mutex::new(None),
+            stopping: watch::Sender::new(None),
         })
     }
 
@@ -84,7 +88,8 @@ impl Agent {
             Request::Exec(spec) => exec::run(spec, Capabilities::All, etc, stream).await,
             Request::Shell(spec) => {
                 let app = self.app.spec();
-                shell::run(spec, app, &self.config.fs_root, etc, stream).await;
+                let stopping = self.stopping.subscribe();
+                shell::run(spec, app, stopping, &self.config, stream).await;
             }
             Request::WriteFile { path, mode, as_app } => {
                 let owner = match as_app {
@@ -119,6 +124,9 @@ impl Agent {
                 );
             }
             Request::Shutdown => {
+                // Shells end with a reason rather than as killed processes.
+                self.stopping
+                    .send_replace(Some("the microVM is shutting down".to_owned()));
                 answer(&stream.sender, ok());
                 self.system.power_off();
             }

@@ -11,28 +11,41 @@
 //! exec would.
 //!
 //! Once started, the stream is a terminal exec's (see `exec`): channel 0 both
-//! ways, `Resize`, `Signal`, then `Exit` and the close.
+//! ways, `Resize`, `Signal`, then `Exit` and the close. When the guest powers
+//! off, the stream is closed first with the reason, so the person at the
+//! terminal reads why rather than an exit by `SIGKILL`.
 
 use std::path::Path;
 
 use hearth_protocol::{AppSpec, ExecSpec, ShellSpec, Stream};
+use tokio::sync::watch;
 
 use crate::exec;
 use crate::process::Capabilities;
+use crate::AgentConfig;
 
 /// The shells tried, in order; the last is used when none exists.
 const SHELLS: [&str; 2] = ["/bin/bash", "/bin/sh"];
 
-/// Runs a shell for `spec` as the app of `app` on `stream`.
+/// Runs a shell for `spec` as the app of `app` on `stream`, closing it with
+/// the reason `stopping` gives, if it gives one first.
 pub async fn run(
     spec: ShellSpec,
     app: Option<AppSpec>,
-    fs_root: &Path,
-    etc: &Path,
+    mut stopping: watch::Receiver<Option<String>>,
+    config: &AgentConfig,
     stream: Stream,
 ) {
-    let (exec, capabilities) = plan(spec, app.as_ref(), fs_root);
-    exec::run(exec, capabilities, etc, stream).await;
+    let (exec, capabilities) = plan(spec, app.as_ref(), &config.fs_root);
+
+    let sender = stream.sender.clone();
+    let watcher = tokio::spawn(async move {
+        if let Ok(reason) = stopping.wait_for(Option::is_some).await {
+            sender.close(reason.as_deref());
+        }
+    });
+    exec::run(exec, capabilities, &config.etc, stream).await;
+    watcher.abort();
 }
 
 /// The exec that a shell for `spec` amounts to, and its capabilities.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use hearth_protocol::mux::{handshake_host, FrameReader, SessionEnd, SessionTasks};
 use hearth_protocol::{
-    AppSpec, AppState, Control, Event, ExecSpec, Identity, Request, Role, Session, Stream,
-    StreamReceiver, TtySize, CHAN_STDERR, CHAN_STDIO,
+    AppSpec, AppState, Control, Event, ExecSpec, Identity, Request, Role, Session, ShellSpec,
+    Stream, StreamReceiver, TtySize, CHAN_STDERR, CHAN_STDIO,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
@@ -336,6 +336,41 @@ async fn closing_a_piped_exec_closes_its_stdin() {
     let pid = read_pid(&pid_file).await;
     tx.close(None);
     assert!(gone(&pid).await, "cat kept running without stdin");
+}
+
+#[tokio::test]
+async fn a_shell_is_closed_with_a_reason_when_the_guest_powers_off() {
+    let host = connect().await;
+    let spec = ShellSpec {
+        tty: TtySize { rows: 24, cols: 80 },
+        env: Vec::new(),
+    };
+    let (tx, mut rx) = host.open(&Request::Shell(spec)).split();
+    tx.data(CHAN_STDIO, b"echo up-$((1+1))\n")
+        .await
+        .expect("type");
+    let mut screen = Vec::new();
+    while !String::from_utf8_lossy(&screen).contains("up-2") {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Event::Data { bytes, .. }) => screen.extend_from_slice(&bytes),
+            Ok(Event::Closed { reason }) => panic!("closed early: {reason:?}"),
+            Ok(_) => {}
+            Err(_) => panic!("no output: {}", String::from_utf8_lossy(&screen)),
+        }
+    }
+
+    host.call(Request::Shutdown, None).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Event::Closed { reason }) => {
+                assert_eq!(reason.as_deref(), Some("the microVM is shutting down"));
+                break;
+            }
+            Ok(Event::Control(Control::Exit(status))) => panic!("an exit came first: {status:?}"),
+            Ok(_) => {}
+            Err(_) => panic!("the shell stayed open"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -214,6 +214,31 @@ async fn shell_closes_with_a_reason_when_the_vm_is_suspended() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_closes_with_a_reason_when_the_vm_stops() {
+    let hearth = Hearth::new();
+    let (id, client) = vm_with_app(&hearth).await;
+    let (mut session, server) = connect(client).await;
+
+    session.resize(80, 24).await;
+    session.type_line("echo ready-$((6*7))").await;
+    session.wait_for("ready-42").await;
+
+    // The VM is stopped (as a terminated microVM is) under the open shell.
+    let admin = ShimClient::connect(&VmDir::at(hearth.vm_dir(&id)))
+        .await
+        .expect("connect to the shim");
+    admin.stop().await.expect("stop");
+
+    session.wait_for_close().await;
+    assert_eq!(session.exit, None, "the shell was not reported as killed");
+    let (code, reason) = session.close.clone().expect("a close frame");
+    assert_eq!(code, CloseCode::Away);
+    assert_eq!(reason, "the microVM is shutting down");
+    let end = server.await.expect("server task").expect("served");
+    assert!(matches!(end, ShellEnd::Ended(_)), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_ends_the_shell() {
     let hearth = Hearth::new();
     let (id, client) = vm_with_app(&hearth).await;

@@ -59,6 +59,8 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
 struct Run {
     boot: Duration,
     exec: Duration,
+    shell_open: Duration,
+    keystroke: Duration,
     snapshot: Duration,
     paused: Duration,
     memory_bytes: u64,
@@ -87,6 +89,7 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
 
         let client = ShimClient::connect(&dir).await?;
         let exec = exec_round_trip(&client).await?;
+        let (shell_open, keystroke) = shell_figures(ShimClient::connect(&dir).await?).await?;
 
         let snap = scratch.path().join(format!("snap-{i}"));
         let started = Instant::now();
@@ -111,6 +114,8 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
         results.push(Run {
             boot,
             exec,
+            shell_open,
+            keystroke,
             snapshot,
             paused: Duration::from_millis(taken.paused_ms),
             memory_bytes: taken.memory_bytes,
@@ -133,6 +138,21 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
     println!("hearth bench vm: {runs} runs, {memory} MiB guest, medians");
     println!("  cold boot to agent-ready   {:>8.0} ms", ms(|r| r.boot));
     println!("  exec round trip (true)     {:>8.1} ms", ms(|r| r.exec));
+    println!(
+        "  shell open to prompt       {:>8.1} ms",
+        ms(|r| r.shell_open)
+    );
+    println!(
+        "  shell keystroke echo       {:>8.1} ms",
+        ms(|r| r.keystroke)
+    );
+    let echo_ratio = median(
+        results
+            .iter()
+            .map(|r| r.keystroke.as_secs_f64() / r.exec.as_secs_f64())
+            .collect(),
+    );
+    println!("  keystroke echo / exec      {:>8.2}", echo_ratio);
     println!(
         "  snapshot (total)           {:>8.0} ms",
         ms(|r| r.snapshot)
@@ -175,6 +195,43 @@ async fn exec_round_trip(client: &ShimClient) -> Result<Duration> {
         times.push(started.elapsed().as_secs_f64());
     }
     Ok(Duration::from_secs_f64(median(times)))
+}
+
+/// The shell's figures over its WebSocket (an in-process pipe): from opening
+/// to the prompt's first byte, and the median keystroke-to-echo time.
+async fn shell_figures(client: ShimClient) -> Result<(Duration, Duration)> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{protocol::Role, Message};
+
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move { hearth_shim::shell::serve(server_io, &client).await });
+    let started = Instant::now();
+    let mut ws =
+        tokio_tungstenite::WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+    let resize = r#"{"type":"resize","cols":80,"rows":24}"#;
+    ws.send(Message::text(resize)).await?;
+
+    let next_output = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(anyhow::Error::new(err)),
+            None => anyhow::bail!("the shell closed"),
+        }
+    };
+    next_output(&mut ws).await?;
+    let open = started.elapsed();
+
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let started = Instant::now();
+        ws.send(Message::binary(b"x".to_vec())).await?;
+        while !next_output(&mut ws).await?.contains(&b'x') {}
+        times.push(started.elapsed().as_secs_f64());
+    }
+    ws.close(None).await?;
+    server.await??;
+    Ok((open, Duration::from_secs_f64(median(times))))
 }
 
 pub(super) fn median(mut values: Vec<f64>) -> f64 {

@@ -9,7 +9,8 @@
 //! the same WebSocket protocol; `--local` runs the server side in process.
 //!
 //! The terminal is put in raw mode, window changes become resize messages,
-//! and the command exits with the shell's exit code.
+//! the end of standard input is sent as ^D, and the command exits with the
+//! shell's exit code.
 
 use std::process::ExitCode;
 
@@ -53,6 +54,9 @@ pub struct ShellArgs {
     #[command(flatten)]
     api: ApiArgs,
 }
+
+/// The byte a terminal sends for ^D.
+const EOT: u8 = 0x04;
 
 /// Minutes a shell token asked for by `hearth shell` stays valid; it is
 /// needed only to open the connection.
@@ -173,9 +177,12 @@ where
     let keys = tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; 4096];
-        while let Ok(n) = stdin.read(&mut buf).await {
-            let message = Message::binary(buf[..n].to_vec());
-            if n == 0 || keys_tx.send(message).await.is_err() {
+        loop {
+            let n = stdin.read(&mut buf).await.unwrap_or(0);
+            // The end of input is typed as a terminal's ^D, which ends a
+            // shell at its prompt (`echo ls | hearth shell ID` then exits).
+            let bytes = if n == 0 { vec![EOT] } else { buf[..n].to_vec() };
+            if keys_tx.send(Message::binary(bytes)).await.is_err() || n == 0 {
                 break;
             }
         }

@@ -99,9 +99,7 @@ impl<B: Backend> Proxy<B> {
     ) -> Result<Response<Body>, Infallible> {
         let credentials = route::take_credentials(req.headers_mut());
         let answer = match self.admit(&req, &credentials).await {
-            Ok(target) if target.shell => {
-                shell::open(&self.backend, &target.microvm_id, req).await
-            }
+            Ok(target) if target.shell => shell::open(&self.backend, &target.microvm_id, req).await,
             Ok(target) => self.forward(target, req, &credentials).await,
             Err(refusal) => Err(refusal),
         };

@@ -70,7 +70,10 @@ impl Backend for Fake {
         })
     }
 
-    async fn shim(&self, _id: &str) -> Result<std::sync::Arc<hearth_shim::ShimClient>, TunnelError> {
+    async fn shim(
+        &self,
+        _id: &str,
+    ) -> Result<std::sync::Arc<hearth_shim::ShimClient>, TunnelError> {
         Err(TunnelError {
             port: 8022,
             detail: "no shim".to_owned(),

@@ -70,6 +70,24 @@ pub async fn ip(args: &[&str]) -> Result<String, NetError> {
     run("ip", args, None).await
 }
 
+/// Runs `ip -batch -` with one command a line, in `netns` when given; the
+/// batch stops at the first command that fails.
+pub async fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<String, NetError> {
+    let script = lines.join("\n") + "\n";
+    let ran = match netns {
+        Some(ns) => run("ip", &["-n", ns, "-batch", "-"], Some(&script)).await,
+        None => run("ip", &["-batch", "-"], Some(&script)).await,
+    };
+    // `ip` names the failed line by number: name the commands too.
+    ran.map_err(|err| match err {
+        NetError::Failed { command, stderr } => NetError::Failed {
+            command: format!("{command} ({})", lines.join("; ")),
+            stderr,
+        },
+        other => other,
+    })
+}
+
 /// Loads an nftables script, in `netns` when given.
 pub async fn nft(netns: Option<&str>, script: &str) -> Result<(), NetError> {
     match netns {

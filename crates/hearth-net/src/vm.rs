@@ -214,80 +214,47 @@ impl VmNet {
     }
 
     async fn configure(&self, egress: Egress, link: &GuestLink) -> Result<(), NetError> {
-        let ns = self.netns.as_str();
-        cmd::ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
-
+        // Two batches of `ip` commands (the host's end, then the namespace),
+        // rather than a process each: this runs before every VM starts.
         let host_cidr = format!("{}/30", self.host_address);
-        let ns_cidr = format!("{}/30", self.netns_address);
-        cmd::ip(&["addr", "add", &host_cidr, "dev", &self.host_if]).await?;
-        cmd::ip(&["link", "set", &self.host_if, "up"]).await?;
-        cmd::ip(&["-n", ns, "addr", "add", &ns_cidr, "dev", UPLINK]).await?;
-        cmd::ip(&["-n", ns, "link", "set", UPLINK, "up"]).await?;
-
-        // The guest link, with the guest's gateway address on our side.
-        match link {
-            GuestLink::Tap => {
-                cmd::ip(&[
-                    "-n",
-                    ns,
-                    "tuntap",
-                    "add",
-                    "dev",
-                    &self.guest_link,
-                    "mode",
-                    "tap",
-                ])
-                .await?;
-            }
-            GuestLink::Veth { peer_netns } => {
-                cmd::ip(&[
-                    "-n",
-                    ns,
-                    "link",
-                    "add",
-                    &self.guest_link,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    peer_netns,
-                ])
-                .await?;
-            }
-        }
-        // The same hardware address in every namespace too: a restored guest
-        // keeps the gateway's in its neighbour cache.
-        cmd::ip(&[
-            "-n",
-            ns,
-            "link",
-            "set",
-            &self.guest_link,
-            "address",
-            GATEWAY_MAC,
-        ])
+        cmd::ip_batch(
+            None,
+            &[
+                format!("addr add {host_cidr} dev {}", self.host_if),
+                format!("link set {} up", self.host_if),
+            ],
+        )
         .await?;
-        let gateway = format!("{GUEST_GATEWAY}/24");
-        cmd::ip(&["-n", ns, "addr", "add", &gateway, "dev", &self.guest_link]).await?;
-        let dns = format!("{GUEST_DNS}/24");
-        cmd::ip(&["-n", ns, "addr", "add", &dns, "dev", &self.guest_link]).await?;
-        cmd::ip(&["-n", ns, "link", "set", &self.guest_link, "up"]).await?;
+
+        let tap = &self.guest_link;
+        let mut lines = vec![
+            "link set lo up".to_owned(),
+            format!("addr add {}/30 dev {UPLINK}", self.netns_address),
+            format!("link set {UPLINK} up"),
+            // The guest link, with the guest's gateway and DNS addresses on
+            // our side.
+            match link {
+                GuestLink::Tap => format!("tuntap add dev {tap} mode tap"),
+                GuestLink::Veth { peer_netns } => {
+                    format!("link add {tap} type veth peer name eth0 netns {peer_netns}")
+                }
+            },
+            // The same hardware address in every namespace too: a restored
+            // guest keeps the gateway's in its neighbour cache.
+            format!("link set {tap} address {GATEWAY_MAC}"),
+            format!("addr add {GUEST_GATEWAY}/24 dev {tap}"),
+            format!("addr add {GUEST_DNS}/24 dev {tap}"),
+            format!("link set {tap} up"),
+        ];
+        if egress == Egress::Internet {
+            lines.push(format!("route add default via {}", self.host_address));
+        }
+        cmd::ip_batch(Some(&self.netns), &lines).await?;
 
         if egress == Egress::Internet {
-            cmd::ip(&[
-                "-n",
-                ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &self.host_address,
-            ])
-            .await?;
-            cmd::sysctl(Some(ns), "net.ipv4.ip_forward", "1").await?;
-            cmd::nft(Some(ns), &namespace_rules(host_dns_server().as_deref())).await?;
+            cmd::sysctl(Some(&self.netns), "net.ipv4.ip_forward", "1").await?;
+            let rules = namespace_rules(host_dns_server().as_deref());
+            cmd::nft(Some(&self.netns), &rules).await?;
         }
         Ok(())
     }

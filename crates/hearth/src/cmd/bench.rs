@@ -27,6 +27,10 @@ pub enum BenchCommand {
         /// Guest memory in MiB.
         #[arg(long, default_value_t = 512)]
         memory: u32,
+        /// VMs with a network (a namespace each, as microVMs have), and the
+        /// time to make and remove a namespace (needs root).
+        #[arg(long)]
+        net: bool,
     },
     /// RunMicrovm to RUNNING, suspend, resume and ten runs at once, through
     /// the API of a `hearth serve` that the benchmark starts and stops.
@@ -50,7 +54,8 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             rootfs,
             runs,
             memory,
-        } => vm(rootfs, runs.max(1), memory).await,
+            net,
+        } => vm(rootfs, runs.max(1), memory, net).await,
         BenchCommand::Api { runs, memory } => super::bench_api::api(runs.max(1), memory).await,
         BenchCommand::Ingress(args) => super::bench_ingress::run(args).await,
     }
@@ -68,7 +73,7 @@ struct Run {
     restore: Duration,
 }
 
-async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCode> {
+async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32, net: bool) -> Result<ExitCode> {
     let host = host()?;
     let rootfs = rootfs.unwrap_or_else(|| host.data.join("rootfs/busybox"));
     let scratch = tempfile::Builder::new().prefix("hearth-bench-").tempdir()?;
@@ -81,7 +86,7 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
             vcpus: 1,
             memory_mib: memory,
             disk_bytes: 512 << 20,
-            network: None,
+            network: net.then_some(hearth_net::Egress::Internet),
         };
         let started = Instant::now();
         let dir = launch::boot(&host, spec).await.context("boot")?;
@@ -135,7 +140,12 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
             .map(|r| r.restore.as_secs_f64() / r.boot.as_secs_f64())
             .collect(),
     );
-    println!("hearth bench vm: {runs} runs, {memory} MiB guest, medians");
+    let network = match net {
+        true => Some(network_setup(runs).await?),
+        false => None,
+    };
+    let with = if net { ", with networks" } else { "" };
+    println!("hearth bench vm: {runs} runs, {memory} MiB guest{with}, medians");
     println!("  cold boot to agent-ready   {:>8.0} ms", ms(|r| r.boot));
     println!("  exec round trip (true)     {:>8.1} ms", ms(|r| r.exec));
     println!(
@@ -168,7 +178,33 @@ async fn vm(rootfs: Option<PathBuf>, runs: usize, memory: u32) -> Result<ExitCod
     );
     println!("  restore to agent-ready     {:>8.0} ms", ms(|r| r.restore));
     println!("  restore / cold boot        {:>8.2}", ratio);
+    if let Some((create, remove)) = network {
+        println!("  vm network: make           {:>8.1} ms", create);
+        println!("  vm network: remove         {:>8.1} ms", remove);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Median milliseconds to make a VM's network namespace (uplink, tap, NAT)
+/// and to remove it.
+async fn network_setup(runs: usize) -> Result<(f64, f64)> {
+    use hearth_net::{Egress, GuestLink, HostNetwork, VmNet};
+
+    let host = HostNetwork::default();
+    host.ensure().await.context("the host's network rules")?;
+    let (mut made, mut removed) = (Vec::new(), Vec::new());
+    for i in 0..runs.max(5) {
+        let id = format!("bench-{}-{i}", std::process::id());
+        let started = Instant::now();
+        let net = VmNet::create_for(&host, &id, Egress::Internet, GuestLink::Tap)
+            .await
+            .context("making a vm network")?;
+        made.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        net.destroy().await;
+        removed.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((median(made), median(removed)))
 }
 
 /// The median time of running `true` in the guest over an open connection.

@@ -146,7 +146,8 @@ pub async fn run(dir: VmDir) -> Result<(), ShimError> {
             Ok(())
         }
         Err(err) => {
-            // QEMU is gone: `start_vm` ends it before it fails.
+            // Any QEMU `start_vm` spawned has been killed (dropping it kills
+            // it); a namespace whose name is gone ends with its last process.
             if let Some(net) = &net {
                 crate::network::destroy(&dir, net).await;
             }

@@ -165,7 +165,10 @@ def test_each_microvm_has_its_own_namespace_and_the_same_guest_address(iso, pair
 def test_a_guest_reaches_the_internet_but_not_the_host_or_another_microvm(iso, pair, lab):
     a, b, _ = pair
     net_a, net_b = network_of(iso, a), network_of(iso, b)
-    api_port = iso.endpoint.rsplit(":", 1)[1].strip("/")
+    # The host's own services: the API and the endpoint listeners (HTTP and
+    # HTTPS ingress), all on the host's loopback.
+    service_ports = [url.rsplit(":", 1)[1].strip("/")
+                     for url in (iso.endpoint, iso.ingress, iso.ingress_tls)]
 
     # Listeners the guest must not reach: on the host's loopback, on the
     # host's end of the guest's own uplink, on another of the host's
@@ -187,9 +190,10 @@ def test_a_guest_reaches_the_internet_but_not_the_host_or_another_microvm(iso, p
         assert reaches_internet(iso, b), "guest b cannot reach the internet stand-in"
 
         targets = [
-            ("10.0.2.2", HOST_PORT), ("10.0.2.2", api_port),
-            (net_a["host_address"], HOST_PORT), (net_a["host_address"], api_port),
-            (HOST_SIDE, HOST_PORT), (HOST_SIDE, api_port),
+            (host, port)
+            for host in ("10.0.2.2", net_a["host_address"], HOST_SIDE)
+            for port in [HOST_PORT, *service_ports]
+        ] + [
             (net_b["host_address"], HOST_PORT),
             (net_b["netns_address"], HOST_PORT),
         ]

@@ -3,8 +3,10 @@
 //! `hearth vm …` drives single VMs through their shims, `hearth shell` and
 //! `hearth cp` reach into a microVM's app container, `hearth bench …`
 //! measures, `hearth serve` runs the Lambda MicroVMs API and the control
-//! plane, and the hidden `hearth shim DIR` is the per-VM supervisor that
-//! `hearth vm boot` and `hearth vm restore` start.
+//! plane, `hearth run`, `ps`, `rm`, `suspend`, `resume`, `logs` and
+//! `hearth image create` drive a server over its API, and the hidden
+//! `hearth shim DIR` is the per-VM supervisor that `hearth vm boot` and
+//! `hearth vm restore` start.
 
 #![forbid(unsafe_code)]
 

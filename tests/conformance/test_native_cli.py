@@ -116,3 +116,17 @@ def test_an_unknown_microvm_is_refused(server, hearth_binary):
         result = hearth(server, hearth_binary, *command, timeout=60)
         assert result.returncode != 0, command
         assert "ResourceNotFoundException" in result.stderr, command
+
+
+def test_image_create_again_makes_a_new_version(server, hearth_binary, cli_image, tmp_path):
+    (tmp_path / "Dockerfile").write_text(APP_DOCKERFILE.replace("built by RUN", "second"))
+    result = hearth(server, hearth_binary, "image", "create", str(tmp_path), "--name",
+                    "native-app", "--memory", "512")
+    assert ok(result).strip() == "native-app:2"
+    table = ok(hearth(server, hearth_binary, "image", "versions", "native-app"))
+    rows = [line.split() for line in table.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert [row[1:3] for row in rows] == [["SUCCESSFUL", "ACTIVE"]] * 2
+    listed = json.loads(ok(hearth(server, hearth_binary, "image", "versions", "native-app",
+                                  "--json")))
+    assert [v["imageVersion"] for v in listed] == ["1", "2"]

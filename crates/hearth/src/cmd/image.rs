@@ -60,6 +60,8 @@ pub enum ImageCommand {
     /// Upload a directory or zip with a Dockerfile at its root to `hearth
     /// serve` and have it build a new image version there; follows the build.
     Create(super::image_create::CreateArgs),
+    /// List the versions `hearth serve` has of an image.
+    Versions(super::image_create::VersionsArgs),
     /// Start a microVM from a built image (NAME or NAME:VERSION, the newest
     /// by default) and print its id; drive it with `hearth vm`.
     Run {
@@ -141,6 +143,7 @@ pub async fn run(command: ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => build(&args).await,
         ImageCommand::Create(args) => super::image_create::create(args).await,
+        ImageCommand::Versions(args) => super::image_create::versions(args).await,
         ImageCommand::Ls { json } => ls(json),
         ImageCommand::Rm { reference } => rm(&reference),
         ImageCommand::Seed { mirror, no_debian } => seed(mirror.as_deref(), no_debian).await,

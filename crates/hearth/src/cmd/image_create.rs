@@ -1,4 +1,5 @@
-//! `hearth image create`: an image version built by `hearth serve`.
+//! `hearth image create`: an image version built by `hearth serve`; and
+//! `hearth image versions`, an image's versions there.
 //!
 //! The code artifact (a directory, zipped here, or a zip) must have a
 //! `Dockerfile` at its root. It is uploaded through the server's S3 API to
@@ -25,7 +26,7 @@ use hearth_api::model::{
     MicrovmImageVersionState, MicrovmImageVersionSummary, Resources, UpdateMicrovmImageRequest,
 };
 
-use super::api::{print_json, ApiArgs};
+use super::api::{age, print_json, print_table, ApiArgs};
 
 /// The bucket the CLI uploads code artifacts to.
 const BUCKET: &str = "hearth-images";
@@ -88,6 +89,41 @@ pub struct CreateArgs {
     timeout: u64,
     #[command(flatten)]
     api: ApiArgs,
+}
+
+/// Arguments of `hearth image versions`.
+#[derive(Args)]
+pub struct VersionsArgs {
+    /// The image's name or ARN.
+    name: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Runs `hearth image versions`: an image's versions, oldest first.
+pub async fn versions(args: VersionsArgs) -> Result<ExitCode> {
+    let client = args.api.client()?;
+    let mut versions = client.list_all_microvm_image_versions(&args.name).await?;
+    versions.sort_by_key(|v| v.image_version.parse::<u64>().unwrap_or(u64::MAX));
+    if args.api.json {
+        print_json(&versions)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = hearth_api::model::Timestamp::now().unix_seconds();
+    let rows: Vec<Vec<String>> = versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.image_version.clone(),
+                v.state.to_string(),
+                v.status.to_string(),
+                age(now - v.created_at.unix_seconds()),
+                v.state_reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&["VERSION", "STATE", "STATUS", "AGE", "REASON"], &rows);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `hearth image create`.

@@ -37,7 +37,8 @@ cleanup() {
 trap cleanup EXIT
 
 step "starting hearth serve (the Lambda MicroVMs API and its S3 API, on free loopback ports)"
-hearth serve --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --no-profile \
+# Started directly (not through the function) so that $! is the server.
+"$REPO/target/release/hearth" serve --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --no-profile \
     >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER=$!
 for _ in $(seq 1 100); do

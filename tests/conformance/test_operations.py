@@ -186,13 +186,14 @@ def test_image_versions_can_be_deactivated_and_deleted(client, model, base_image
     assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_run_get_and_list_microvms(client, model, app_image, microvm):
+def test_run_get_and_list_microvms(client, model, server, app_image, microvm):
     got = call(client, model, "GetMicrovm", microvmIdentifier=microvm)
     assert got["state"] == "RUNNING"
     assert got["imageArn"] == app_image["imageArn"] and got["imageVersion"] == "1"
     assert got["maximumDurationInSeconds"] == 3600
     assert got["idlePolicy"]["autoResumeEnabled"] is True
-    assert got["endpoint"] == f"http://{microvm}.localhost:7080"
+    ingress_port = server.ingress.rsplit(":", 1)[1]
+    assert got["endpoint"] == f"http://{microvm}.localhost:{ingress_port}"
 
     listed = call(client, model, "ListMicrovms", imageIdentifier=app_image["imageArn"])
     assert microvm in [m["microvmId"] for m in listed["items"]]

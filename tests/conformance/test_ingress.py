@@ -318,9 +318,9 @@ def test_statuses_follow_the_microvms_state_and_connectors(client, server, ingre
         assert request(server, no_resume, "/shell",
                        headers={"X-aws-proxy-auth": no_shell, **WEBSOCKET})[0] == 403
         assert state(client, no_resume) == "SUSPENDED"
-        # Admitted; the PTY session itself is not served yet (README: Limitations).
+        # Admitted: the shell's WebSocket opens (test_shell.py drives it).
         assert request(server, shell_only, "/shell",
-                       headers={"X-aws-proxy-auth": shell, **WEBSOCKET})[0] == 501
+                       headers={"X-aws-proxy-auth": shell, **WEBSOCKET})[0] == 101
 
         client.terminate_microvm(microvmIdentifier=closed)
         wait_microvm(client, closed, states=("TERMINATED",))

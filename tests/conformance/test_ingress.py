@@ -109,6 +109,19 @@ def test_curl_with_a_token_gets_the_apps_answer(client, server, awake):
     assert curl(server, awake, tok, "/", "-k", tls=True).decode() == f"hello from {awake}"
 
 
+def test_hearth_token_prints_a_token_that_opens_only_its_ports(server, hearth_binary, awake):
+    def hearth_token(*args):
+        env = dict(os.environ, HEARTH_ENDPOINT_URL=server.endpoint, HEARTH_DATA=str(server.data_dir))
+        got = subprocess.run([hearth_binary, "token", awake, *args], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert got.returncode == 0, got.stderr
+        return got.stdout.strip()
+
+    assert curl(server, awake, hearth_token("--port", "8080")).decode() == f"hello from {awake}"
+    status, _ = request(server, awake, "/", headers={"X-aws-proxy-auth": hearth_token("--port", "9000")})
+    assert status == 403
+
+
 def test_the_endpoint_is_reported_by_the_api(client, server, awake):
     got = client.get_microvm(microvmIdentifier=awake)
     assert got["endpoint"] == f"http://{host(server, awake)}"

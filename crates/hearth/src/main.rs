@@ -57,6 +57,8 @@ enum Command {
     Drain(cmd::drain::DrainArgs),
     /// Print a microVM's app output (standard output and error).
     Logs(cmd::microvm::LogsArgs),
+    /// Print a token for a microVM's endpoint (its `X-aws-proxy-auth` header).
+    Token(cmd::token::TokenArgs),
     /// Run the supervisor of the VM in DIR (started by `hearth vm`).
     #[command(hide = true)]
     Shim {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Suspend(args) => cmd::microvm::suspend(args).await,
             Command::Resume(args) => cmd::microvm::resume(args).await,
             Command::Logs(args) => cmd::microvm::logs(args).await,
+            Command::Token(args) => cmd::token::run(args).await,
             Command::Drain(args) => cmd::drain::run(args).await,
             Command::Shim { dir } => cmd::shim(dir).await,
         }

@@ -10,6 +10,7 @@ pub mod image_create;
 pub mod microvm;
 pub mod serve;
 pub mod shell;
+pub mod token;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -233,7 +233,12 @@ async fn shell_closes_with_a_reason_when_the_vm_stops() {
     assert_eq!(session.exit, None, "the shell was not reported as killed");
     let (code, reason) = session.close.clone().expect("a close frame");
     assert_eq!(code, CloseCode::Away);
-    assert_eq!(reason, "the microVM is shutting down");
+    // The agent says so when the guest powers off; if QEMU's exit reaches
+    // the shim first, the shim's reason ends the stream instead.
+    assert!(
+        reason == "the microVM is shutting down" || reason.starts_with("the VM exited"),
+        "{reason}"
+    );
     let end = server.await.expect("server task").expect("served");
     assert!(matches!(end, ShellEnd::Ended(_)), "{end:?}");
 }

@@ -26,6 +26,28 @@ struct FakeNode {
     running: Mutex<HashSet<String>>,
     hooks: Mutex<Vec<(String, &'static str, Vec<u8>)>>,
     fail_run_hook: AtomicBool,
+    /// Hooks (by name) that never answer, as a hung app's would not.
+    hang_hooks: Mutex<HashSet<&'static str>>,
+}
+
+impl FakeNode {
+    /// A node whose shims kept these microVMs' VMs running.
+    fn running(ids: &[&str]) -> Arc<Self> {
+        let node = Self::default();
+        node.running
+            .lock()
+            .unwrap()
+            .extend(ids.iter().map(|id| (*id).to_owned()));
+        Arc::new(node)
+    }
+
+    fn called(&self, id: &str, hook: &str) -> bool {
+        self.hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(i, h, _)| i == id && *h == hook)
+    }
 }
 
 #[async_trait]
@@ -56,6 +78,9 @@ impl Node for FakeNode {
             .lock()
             .unwrap()
             .push((id.to_string(), hook.name(), body.to_vec()));
+        if self.hang_hooks.lock().unwrap().contains(hook.name()) {
+            std::future::pending::<()>().await;
+        }
         if hook == Hook::Run && self.fail_run_hook.load(Ordering::SeqCst) {
             return Err(NodeError::Hook {
                 hook: "run",
@@ -368,4 +393,78 @@ async fn a_restart_settles_what_was_cut_short() {
         Some("the server stopped during the build")
     );
     drop(h.dir);
+}
+
+#[tokio::test]
+async fn a_crash_mid_suspend_and_mid_resume_is_finished_on_restart() {
+    let node = Arc::new(FakeNode::default());
+    let h = open(tempfile::tempdir().unwrap(), node.clone(), false, None).await;
+    let mut request = image_request("app");
+    request.config.hooks = serde_json::from_value(serde_json::json!({
+        "port": 9000,
+        "microvmHooks": {"suspend": "ENABLED", "resume": "ENABLED"},
+    }))
+    .unwrap();
+    h.control
+        .create_microvm_image(&ctx(), request)
+        .await
+        .unwrap();
+    eventually(
+        async || h.image("app").await,
+        |i| i.state == MicrovmImageState::Created,
+    )
+    .await;
+    let suspending = h.run("app", "").await.unwrap().microvm_id;
+    let resuming = h.run("app", "").await.unwrap().microvm_id;
+    for id in [&suspending, &resuming] {
+        assert_eq!(h.settled(id).await.state, MicrovmState::Running);
+    }
+    let suspend = |id: &str| SuspendMicrovmRequest {
+        microvm_identifier: id.to_owned(),
+    };
+    let resume = |id: &str| ResumeMicrovmRequest {
+        microvm_identifier: id.to_owned(),
+    };
+    h.control
+        .suspend_microvm(&ctx(), suspend(&resuming))
+        .await
+        .unwrap();
+    assert_eq!(h.settled(&resuming).await.state, MicrovmState::Suspended);
+
+    // Each is held in its hook when the server dies; their VMs run on.
+    node.hang_hooks
+        .lock()
+        .unwrap()
+        .extend(["suspend", "resume"]);
+    h.control
+        .suspend_microvm(&ctx(), suspend(&suspending))
+        .await
+        .unwrap();
+    h.control
+        .resume_microvm(&ctx(), resume(&resuming))
+        .await
+        .unwrap();
+    eventually(
+        async || node.called(&suspending, "suspend") && node.called(&resuming, "resume"),
+        |called| *called,
+    )
+    .await;
+    let Harness { dir, .. } = h;
+    let node = FakeNode::running(&[&suspending, &resuming]);
+    let h = open(dir, node.clone(), false, None).await;
+
+    let suspended = h.settled(&suspending).await;
+    assert_eq!(suspended.state, MicrovmState::Suspended);
+    assert!(node.called(&suspending, "suspend"), "suspended again");
+    let resumed = h.settled(&resuming).await;
+    assert_eq!(resumed.state, MicrovmState::Running);
+    assert!(node.called(&resuming, "resume"), "resumed again");
+    let snapshot = h.dir.path().join("data/suspended").join(&resuming);
+    eventually(async || snapshot.exists(), |exists| !exists).await;
+
+    h.control
+        .resume_microvm(&ctx(), resume(&suspending))
+        .await
+        .unwrap();
+    assert_eq!(h.settled(&suspending).await.state, MicrovmState::Running);
 }

@@ -160,17 +160,6 @@ impl HearthControl {
         Ok(control)
     }
 
-    /// Notes ingress traffic to or from a microVM (by id or ARN), which
-    /// postpones its idle suspend (`maxIdleDurationSeconds`). Cheap enough
-    /// to call per request or per chunk of a stream.
-    pub fn record_activity(&self, microvm_identifier: &str) {
-        if let Some(id) = self.inner.arns.microvm_id(microvm_identifier) {
-            self.inner
-                .activity
-                .record(id.as_str(), Timestamp::now().unix_millis());
-        }
-    }
-
     /// The database, which also keeps the API's `clientToken` records.
     pub fn store(&self) -> Arc<Store> {
         self.inner.store.clone()

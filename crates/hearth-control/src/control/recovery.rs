@@ -190,6 +190,9 @@ impl Inner {
     /// processes) of microVMs that are not live, suspended snapshots of
     /// microVMs that are not suspended, half-written snapshots, and build
     /// scratch directories (no build runs while the server starts).
+    // Limitation: a build VM is recorded only once it has booted, so one
+    // still booting when the server is killed is left running; record the
+    // VM id before the boot to sweep it too.
     async fn sweep(&self) -> Result<(), StoreError> {
         let data = &self.config.data_dir;
         for name in dir_names(&data.join("vms")) {

@@ -29,6 +29,8 @@ pub(super) enum TimerAction {
 }
 
 /// When each microVM last carried ingress traffic, in Unix milliseconds.
+// Limitation: kept in memory only, so after a restart idleness counts from
+// the restart; persist it with the microVM to count across restarts.
 #[derive(Debug, Default)]
 pub(super) struct Activity {
     last: Mutex<HashMap<String, i64>>,

@@ -232,6 +232,7 @@ impl Server {
     /// config files under `scratch`.
     fn start(scratch: &Path, memory: u32) -> Result<Self> {
         let data = scratch.join("data");
+        seed_base_images(&data)?;
         let mut child = Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--data")
@@ -285,6 +286,27 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Gives the benchmark's data directory the base images its Dockerfile
+/// starts FROM: the usual data directory's store, linked, else busybox
+/// seeded from the host's static busybox (`hearth image seed --no-debian`).
+fn seed_base_images(data: &Path) -> Result<()> {
+    std::fs::create_dir_all(data)?;
+    let shared = crate::paths::data_dir().join("base-images");
+    if shared.is_dir() {
+        std::os::unix::fs::symlink(&shared, data.join("base-images"))?;
+        return Ok(());
+    }
+    let seeded = Command::new(std::env::current_exe()?)
+        .args(["image", "seed", "--no-debian"])
+        .env("HEARTH_DATA", data)
+        .status()
+        .context("seeding busybox")?;
+    if !seeded.success() {
+        bail!("hearth image seed --no-debian failed ({seeded})");
+    }
+    Ok(())
 }
 
 /// The median of `samples` (0 when there are none).

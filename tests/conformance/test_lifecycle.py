@@ -91,6 +91,8 @@ def test_a_failing_suspend_hook_still_suspends_with_a_reason(client, server, mic
     assert got["stateReason"] == "SUSPEND_HOOK_FAILED"
     resume(client, microvm)
     assert counter(server, microvm) == 2
+    # The reason belonged to the suspend; the running microVM has none.
+    assert "stateReason" not in client.get_microvm(microvmIdentifier=microvm)
 
 
 def test_a_suspend_hook_that_hangs_is_cut_at_its_timeout(client, server, microvm):

@@ -122,7 +122,8 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "UPDATE microvms SET state = ?2, state_reason = COALESCE(?3, state_reason), \
+            "UPDATE microvms SET state = ?2, \
+             state_reason = CASE WHEN ?2 = 'RUNNING' THEN ?3 ELSE COALESCE(?3, state_reason) END, \
              updated_at_ms = ?4, \
              terminated_at_ms = CASE WHEN ?2 = 'TERMINATED' THEN ?4 ELSE terminated_at_ms END, \
              suspended_snapshot = CASE WHEN ?5 THEN NULL ELSE suspended_snapshot END \

@@ -160,6 +160,43 @@ fn microvm_moves_are_conditional_and_survive_a_reopen() {
         now,
     );
     assert!(!moved.unwrap(), "a PENDING microvm cannot start suspending");
+
+    // A reason stays with the states that follow from it, until the
+    // microVM runs again.
+    let cycle = [
+        (MicrovmState::Pending, MicrovmState::Running, None),
+        (
+            MicrovmState::Running,
+            MicrovmState::Suspending,
+            Some("IDLE_TIMEOUT"),
+        ),
+        (MicrovmState::Suspending, MicrovmState::Suspended, None),
+    ];
+    for (from, to, reason) in cycle {
+        assert!(store.move_microvm(&id, &[from], to, reason, now).unwrap());
+    }
+    let suspended = store.microvm(&id).unwrap().unwrap();
+    assert_eq!(suspended.state_reason.as_deref(), Some("IDLE_TIMEOUT"));
+    for (from, to) in [
+        (MicrovmState::Suspended, MicrovmState::Pending),
+        (MicrovmState::Pending, MicrovmState::Running),
+    ] {
+        assert!(store.move_microvm(&id, &[from], to, None, now).unwrap());
+    }
+    let running = store.microvm(&id).unwrap().unwrap();
+    assert_eq!(
+        running.state_reason, None,
+        "a resumed microvm has no reason"
+    );
+    assert!(store
+        .move_microvm(
+            &id,
+            &[MicrovmState::Running],
+            MicrovmState::Pending,
+            None,
+            now
+        )
+        .unwrap());
     let moved = store.move_microvm(
         &id,
         &[MicrovmState::Pending],

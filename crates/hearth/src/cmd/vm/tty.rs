@@ -29,10 +29,19 @@ fn terminal_size(stdout: &std::io::Stdout) -> Option<TtySize> {
         .stdin(std::fs::File::open("/dev/tty").ok()?)
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    parse_stty_size(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Parses `stty size`'s "rows cols". A terminal that reports no size (0 by 0,
+/// as a pseudo-terminal that nobody sized does) gives `None`, so callers fall
+/// back to a default instead of asking for a zero-sized PTY.
+fn parse_stty_size(text: &str) -> Option<TtySize> {
     let mut parts = text.split_whitespace();
     let rows = parts.next()?.parse().ok()?;
     let cols = parts.next()?.parse().ok()?;
+    if rows == 0 || cols == 0 {
+        return None;
+    }
     Some(TtySize { rows, cols })
 }
 
@@ -116,4 +125,22 @@ pub async fn interactive(client: &ShimClient, spec: ExecSpec) -> Result<ExitStat
     input.abort();
     resizes.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sized_terminal_gives_its_rows_and_columns() {
+        let size = parse_stty_size("40 120\n").expect("a size");
+        assert_eq!((size.rows, size.cols), (40, 120));
+    }
+
+    #[test]
+    fn an_unsized_terminal_gives_no_size() {
+        assert!(parse_stty_size("0 0\n").is_none());
+        assert!(parse_stty_size("0 80\n").is_none());
+        assert!(parse_stty_size("").is_none());
+    }
 }

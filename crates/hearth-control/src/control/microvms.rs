@@ -27,6 +27,7 @@ impl Inner {
         self: &Arc<Self>,
         mut input: RunMicrovmRequest,
     ) -> Result<Microvm, ApiError> {
+        check_ingress_connectors(input.ingress_network_connectors.as_deref())?;
         let image = self.find_image(&input.image_identifier)?;
         let versions = self.store.versions(image.image_id).map_err(internal)?;
         let runnable = |v: &&crate::store::VersionRow| {
@@ -344,6 +345,49 @@ impl Inner {
 }
 
 /// The refusal of a call the microVM's state forbids.
+/// The managed ingress connectors a microVM can be run with.
+pub const INGRESS_CONNECTORS: [&str; 3] = ["ALL_INGRESS", "SHELL_INGRESS", "NO_INGRESS"];
+
+/// The managed ingress connector `connector` names, given by name
+/// (`SHELL_INGRESS`) or by ARN
+/// (`arn:aws:lambda:<region>:aws:network-connector:aws-network-connector:SHELL_INGRESS`).
+fn managed_ingress(connector: &str) -> Option<&'static str> {
+    let name = match connector.strip_prefix("arn:") {
+        None => connector,
+        Some(_) => {
+            let parts: Vec<&str> = connector.split(':').collect();
+            let managed = parts.len() == 8
+                && parts[1] == "aws"
+                && parts[2] == "lambda"
+                && !parts[3].is_empty()
+                && parts[4] == "aws"
+                && parts[5] == "network-connector"
+                && parts[6] == "aws-network-connector";
+            if !managed {
+                return None;
+            }
+            parts[7]
+        }
+    };
+    INGRESS_CONNECTORS.into_iter().find(|known| *known == name)
+}
+
+/// `ingressNetworkConnectors` must name managed connectors only: a
+/// microVM run with an unknown one would be refused at every request.
+fn check_ingress_connectors(connectors: Option<&[String]>) -> Result<(), ApiError> {
+    for connector in connectors.unwrap_or_default() {
+        if managed_ingress(connector).is_none() {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{connector}' at 'ingressNetworkConnectors' \
+                 failed to satisfy constraint: Member must be one of {}, or its \
+                 arn:aws:lambda:<region>:aws:network-connector:aws-network-connector:<NAME> ARN",
+                INGRESS_CONNECTORS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn wrong_state(row: &MicrovmRow, verb: &str, needed: &str) -> ApiError {
     ApiError::conflict(
         "microvm",
@@ -353,4 +397,38 @@ fn wrong_state(row: &MicrovmRow, verb: &str, needed: &str) -> ApiError {
             row.state
         ),
     )
+}
+
+#[cfg(test)]
+mod ingress_connector_tests {
+    use super::*;
+
+    #[test]
+    fn managed_names_and_their_arns_are_accepted() {
+        for name in INGRESS_CONNECTORS {
+            assert_eq!(managed_ingress(name), Some(name));
+            let arn = format!(
+                "arn:aws:lambda:us-east-1:aws:network-connector:aws-network-connector:{name}"
+            );
+            assert_eq!(managed_ingress(&arn), Some(name));
+        }
+        let list = vec!["SHELL_INGRESS".to_owned(), "ALL_INGRESS".to_owned()];
+        assert!(check_ingress_connectors(Some(&list)).is_ok());
+        assert!(check_ingress_connectors(None).is_ok());
+    }
+
+    #[test]
+    fn unknown_connectors_are_a_validation_error_naming_the_field() {
+        for bad in [
+            "BOGUS",
+            "all_ingress",
+            "arn:aws:lambda:us-east-1:123456789012:network-connector:aws-network-connector:ALL_INGRESS",
+            "arn:aws:lambda:us-east-1:aws:network-connector:aws-network-connector:BOGUS",
+        ] {
+            let err = check_ingress_connectors(Some(&[bad.to_owned()])).unwrap_err();
+            let text = format!("{err:?}");
+            assert!(text.contains("Validation"), "{bad}: {text}");
+            assert!(text.contains("ingressNetworkConnectors"), "{bad}: {text}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use hearth_api::model::{
     GetMicrovmImageVersionInput, GetMicrovmRequest, IdlePolicy, ListMicrovmsRequest, Logging,
     Microvm, MicrovmState, ResumeMicrovmRequest, RunMicrovmRequest, SuspendMicrovmRequest,
@@ -48,6 +48,22 @@ pub struct RunArgs {
     /// The hard lifetime in seconds (at most 28800).
     #[arg(long)]
     max_duration: Option<i32>,
+    /// An ingress connector (repeatable): ALL_INGRESS (the endpoint's
+    /// ports), SHELL_INGRESS (`hearth shell`), NO_INGRESS. Default:
+    /// ALL_INGRESS.
+    #[arg(long = "ingress", value_enum, value_name = "CONNECTOR")]
+    ingress: Vec<IngressConnector>,
+    /// An egress connector (repeatable), a name such as INTERNET_EGRESS or
+    /// an ARN. Default: the internet.
+    #[arg(
+        long = "egress",
+        value_name = "CONNECTOR",
+        conflicts_with = "no_egress"
+    )]
+    egress: Vec<String>,
+    /// No egress at all: the microVM reaches no network.
+    #[arg(long)]
+    no_egress: bool,
     /// Print the id at once instead of waiting for RUNNING.
     #[arg(long)]
     no_wait: bool,
@@ -56,6 +72,42 @@ pub struct RunArgs {
     timeout: u64,
     #[command(flatten)]
     api: ApiArgs,
+}
+
+/// The managed ingress connectors `hearth run --ingress` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IngressConnector {
+    /// Every port of the endpoint.
+    AllIngress,
+    /// The shell (`hearth shell`).
+    ShellIngress,
+    /// No ingress.
+    NoIngress,
+}
+
+impl IngressConnector {
+    /// The connector's name as RunMicrovm takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AllIngress => "ALL_INGRESS",
+            Self::ShellIngress => "SHELL_INGRESS",
+            Self::NoIngress => "NO_INGRESS",
+        }
+    }
+}
+
+/// RunMicrovm's connector lists from `hearth run`'s flags: `None` (the
+/// server's default) for a flag not given.
+fn connectors(args: &RunArgs) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let ingress = (!args.ingress.is_empty())
+        .then(|| args.ingress.iter().map(|c| c.name().to_owned()).collect());
+    let egress = match (args.no_egress, args.egress.is_empty()) {
+        (true, _) => Some(Vec::new()),
+        (false, true) => None,
+        (false, false) => Some(args.egress.clone()),
+    };
+    (ingress, egress)
 }
 
 /// Arguments of `hearth ps`.
@@ -99,11 +151,12 @@ pub struct LogsArgs {
 /// `hearth run`: runs a microVM and prints its id once it is RUNNING.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let client = args.api.client()?;
+    let (ingress, egress) = connectors(&args);
     let request = RunMicrovmRequest {
         image_identifier: args.image.clone(),
         image_version: args.version.clone(),
-        ingress_network_connectors: None,
-        egress_network_connectors: None,
+        ingress_network_connectors: ingress,
+        egress_network_connectors: egress,
         execution_role_arn: None,
         idle_policy: args.idle.map(|idle| IdlePolicy {
             max_idle_duration_seconds: idle,
@@ -344,4 +397,46 @@ pub async fn wait_for(
 /// The name at the end of an image ARN (`…:microvm-image:<name>`).
 pub fn image_name(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(["hearth-run", "app"].iter().chain(args)).map(|cli| cli.run)
+    }
+
+    #[test]
+    fn run_without_connector_flags_leaves_the_server_defaults() {
+        assert_eq!(connectors(&parse(&[]).unwrap()), (None, None));
+    }
+
+    #[test]
+    fn run_ingress_flags_become_connector_names() {
+        let args = parse(&["--ingress", "SHELL_INGRESS", "--ingress", "ALL_INGRESS"]).unwrap();
+        let (ingress, egress) = connectors(&args);
+        assert_eq!(
+            ingress,
+            Some(vec!["SHELL_INGRESS".to_owned(), "ALL_INGRESS".to_owned()])
+        );
+        assert_eq!(egress, None);
+        assert!(parse(&["--ingress", "BOGUS"]).is_err());
+    }
+
+    #[test]
+    fn run_no_egress_sends_an_empty_egress_list() {
+        let (_, egress) = connectors(&parse(&["--no-egress"]).unwrap());
+        assert_eq!(egress, Some(Vec::new()));
+        let (_, egress) = connectors(&parse(&["--egress", "INTERNET_EGRESS"]).unwrap());
+        assert_eq!(egress, Some(vec!["INTERNET_EGRESS".to_owned()]));
+        assert!(parse(&["--no-egress", "--egress", "INTERNET_EGRESS"]).is_err());
+    }
 }

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use hearth_api::model::{CreateMicrovmShellAuthTokenRequest, PROXY_AUTH_HEADER};
+use hearth_api::model::{CreateMicrovmShellAuthTokenRequest, GetMicrovmRequest, PROXY_AUTH_HEADER};
 
 use crate::cmd::api::ApiArgs;
 use crate::cmd::vm::{self, tty};
@@ -42,10 +42,13 @@ pub struct ShellArgs {
     /// of its endpoint; needs access to the data directory, not a token.
     #[arg(long)]
     local: bool,
-    /// The address the microVMs' endpoints listen on (`host:port`).
-    #[arg(long, env = "HEARTH_INGRESS_ADDR", default_value = "127.0.0.1:7080")]
-    ingress: String,
-    /// The endpoints' domain: a microVM's endpoint is `<id>.<domain>`.
+    /// The address the microVMs' endpoints listen on (`host:port`); by
+    /// default the port of the microVM's endpoint (from GetMicrovm) on
+    /// 127.0.0.1.
+    #[arg(long, env = "HEARTH_INGRESS_ADDR")]
+    ingress: Option<String>,
+    /// With --ingress: the endpoints' domain, a microVM's endpoint being
+    /// `<id>.<domain>` (otherwise it is taken from GetMicrovm).
     #[arg(long, env = "HEARTH_ENDPOINT_DOMAIN", default_value = "localhost")]
     domain: String,
     /// A shell token to use instead of asking the API for one.
@@ -96,15 +99,34 @@ async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
         Some(token) => token.clone(),
         None => shell_token(args).await?,
     };
-    let port = args.ingress.rsplit_once(':').map_or("80", |(_, port)| port);
-    let endpoint = format!("{}.{}:{port}", args.id, args.domain);
+    let (endpoint, address) = match &args.ingress {
+        Some(ingress) => {
+            let port = ingress.rsplit_once(':').map_or("80", |(_, port)| port);
+            (
+                format!("{}.{}:{port}", args.id, args.domain),
+                ingress.clone(),
+            )
+        }
+        None => {
+            let input = GetMicrovmRequest {
+                microvm_identifier: args.id.clone(),
+            };
+            let microvm = args
+                .api
+                .client()?
+                .get_microvm(&input)
+                .await
+                .context("asking the API for the microVM's endpoint")?;
+            endpoint_target(&microvm.endpoint)?
+        }
+    };
     let request = shell_request(&endpoint, &token, size)?;
 
     // `*.localhost` names loopback; the address is dialled and the endpoint
     // named by the Host header, as any client does.
-    let tcp = tokio::net::TcpStream::connect(&args.ingress)
+    let tcp = tokio::net::TcpStream::connect(&address)
         .await
-        .with_context(|| format!("connecting to the endpoints at {}", args.ingress))?;
+        .with_context(|| format!("connecting to the endpoints at {address}"))?;
     let ws = match tokio_tungstenite::client_async(request, tcp).await {
         Ok((ws, _response)) => ws,
         Err(tungstenite::Error::Http(response)) => {
@@ -118,6 +140,31 @@ async fn remote(args: &ShellArgs, size: Option<TtySize>) -> Result<i32> {
         Err(err) => return Err(anyhow::Error::new(err).context("opening the shell's websocket")),
     };
     drive(ws, size).await
+}
+
+/// From a microVM's endpoint URL (`http://<id>.<domain>:<port>`): the
+/// endpoint as `host:port` for the Host header, and the address to dial,
+/// its port on 127.0.0.1.
+fn endpoint_target(url: &str) -> Result<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let port = match authority.rsplit_once(':') {
+        Some((_, port)) => port
+            .parse::<u16>()
+            .with_context(|| format!("the endpoint {url} has no valid port"))?,
+        None if url.starts_with("https://") => 443,
+        None => 80,
+    };
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    if host.is_empty() {
+        bail!("the microVM's endpoint {url:?} names no host");
+    }
+    Ok((format!("{host}:{port}"), format!("127.0.0.1:{port}")))
 }
 
 /// The WebSocket request for the shell at `endpoint` (`host:port`): path
@@ -304,5 +351,20 @@ mod tests {
         let err =
             shell_request("microvm-ab12.localhost:7080", "bad\ntoken", None).expect_err("newline");
         assert!(err.to_string().contains("token"), "{err}");
+    }
+
+    #[test]
+    fn the_endpoint_from_get_microvm_is_dialled_on_loopback_at_its_port() {
+        let (host, address) =
+            endpoint_target("http://microvm-ab12.localhost:41234").expect("target");
+        assert_eq!(host, "microvm-ab12.localhost:41234");
+        assert_eq!(address, "127.0.0.1:41234");
+
+        let (host, address) = endpoint_target("http://microvm-ab12.example.test").expect("target");
+        assert_eq!(host, "microvm-ab12.example.test:80");
+        assert_eq!(address, "127.0.0.1:80");
+
+        assert!(endpoint_target("http://microvm-ab12.localhost:notaport").is_err());
+        assert!(endpoint_target("http://").is_err());
     }
 }

@@ -97,3 +97,17 @@ def test_hooks_need_a_port(raw_client):
     with pytest.raises(ClientError) as caught:
         raw_client.create_microvm_image(**params)
     assert "Value at 'hooks.port'" in caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("connector", [
+    "BOGUS",
+    "arn:aws:lambda:us-east-1:aws:network-connector:aws-network-connector:BOGUS",
+])
+def test_an_unknown_ingress_connector_is_refused_naming_the_field(raw_client, connector):
+    with pytest.raises(ClientError) as caught:
+        raw_client.run_microvm(imageIdentifier="app",
+                               ingressNetworkConnectors=["SHELL_INGRESS", connector])
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "Value at 'ingressNetworkConnectors.2.member'" in error["Message"], error
+    assert connector in error["Message"]

@@ -375,12 +375,14 @@ fn managed_ingress(connector: &str) -> Option<&'static str> {
 /// `ingressNetworkConnectors` must name managed connectors only: a
 /// microVM run with an unknown one would be refused at every request.
 fn check_ingress_connectors(connectors: Option<&[String]>) -> Result<(), ApiError> {
-    for connector in connectors.unwrap_or_default() {
+    for (n, connector) in connectors.unwrap_or_default().iter().enumerate() {
         if managed_ingress(connector).is_none() {
             return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{connector}' at 'ingressNetworkConnectors' \
-                 failed to satisfy constraint: Member must be one of {}, or its \
-                 arn:aws:lambda:<region>:aws:network-connector:aws-network-connector:<NAME> ARN",
+                "1 validation error detected: Value at 'ingressNetworkConnectors.{}.member' \
+                 failed to satisfy constraint: Member must be one of {} or its ARN \
+                 arn:aws:lambda:<region>:aws:network-connector:aws-network-connector:<NAME> \
+                 (got '{connector}')",
+                n + 1,
                 INGRESS_CONNECTORS.join(", ")
             )));
         }

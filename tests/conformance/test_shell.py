@@ -5,6 +5,7 @@ ingress proxy of a real `hearth serve`, and joins the pane to a shell in the
 app's container of a real microVM (tests/conformance/ingress_app, run with
 the SHELL_INGRESS connector)."""
 
+import os
 import pathlib
 import shlex
 import sqlite3
@@ -177,3 +178,33 @@ def test_a_shell_open_when_the_microvm_is_suspended_closes_with_a_reason(
     finally:
         terminal.close()
         client.terminate_microvm(microvmIdentifier=microvm_id)
+
+
+def test_hearth_run_with_shell_ingress_then_hearth_shell_finds_the_endpoint(
+        server, hearth_binary, shell_image):
+    """README's flow: `hearth run --ingress SHELL_INGRESS`, then `hearth shell
+    ID` with no ingress address given: the endpoint comes from GetMicrovm."""
+    env = dict(os.environ, HEARTH_ENDPOINT_URL=server.endpoint, HEARTH_DATA=str(server.data_dir))
+    env.pop("HEARTH_INGRESS_ADDR", None)
+
+    def hearth(*args, **kwargs):
+        return subprocess.run([hearth_binary, *args], env=env, capture_output=True, text=True,
+                              timeout=900, **kwargs)
+
+    ran = hearth("run", shell_image, "--ingress", "SHELL_INGRESS", "--ingress", "ALL_INGRESS")
+    assert ran.returncode == 0, ran.stderr
+    microvm_id = ran.stdout.strip()
+    try:
+        shell = hearth("shell", microvm_id, input="echo shell-says-$((40 + 2))\nexit 3\n")
+        assert shell.returncode == 3, shell.stderr
+        assert "shell-says-42" in shell.stdout, shell.stdout
+    finally:
+        hearth("rm", microvm_id)
+
+
+def test_hearth_run_refuses_an_unknown_ingress_connector(server, hearth_binary):
+    refused = subprocess.run([hearth_binary, "run", IMAGE, "--ingress", "BOGUS"],
+                             env=dict(os.environ, HEARTH_ENDPOINT_URL=server.endpoint),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "--ingress" in refused.stderr and "SHELL_INGRESS" in refused.stderr, refused.stderr

@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from cli import aws_s3
+
 APP_DOCKERFILE = """\
 FROM busybox
 RUN mkdir -p /srv && echo "built by RUN" > /srv/index.html
@@ -130,3 +132,29 @@ def test_image_create_again_makes_a_new_version(server, hearth_binary, cli_image
     listed = json.loads(ok(hearth(server, hearth_binary, "image", "versions", "native-app",
                                   "--json")))
     assert [v["imageVersion"] for v in listed] == ["1", "2"]
+
+
+def artifacts(server):
+    """The keys in the bucket `hearth image create` uploads to."""
+    listed = aws_s3(server, "ls", "--recursive", "s3://hearth-images/", check=False)
+    return {line.split()[-1] for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_a_bad_image_name_is_refused_before_anything_is_uploaded(server, hearth_binary, tmp_path):
+    (tmp_path / "Dockerfile").write_text(APP_DOCKERFILE)
+    before = artifacts(server)
+    result = hearth(server, hearth_binary, "image", "create", str(tmp_path), "--name", "bad name!")
+    assert result.returncode != 0
+    assert "--name" in result.stderr and "uploaded" not in result.stderr, result.stderr
+    assert artifacts(server) == before
+
+
+def test_a_refused_image_create_leaves_no_artifact(server, hearth_binary, tmp_path):
+    (tmp_path / "Dockerfile").write_text(APP_DOCKERFILE)
+    result = hearth(server, hearth_binary, "image", "create", str(tmp_path), "--name",
+                    "cli-refused", "--build-role-arn", "not-a-role")
+    assert result.returncode != 0
+    assert "ValidationException" in result.stderr, result.stderr
+    # It was uploaded, then deleted when CreateMicrovmImage refused it.
+    assert "uploaded" in result.stderr
+    assert not [key for key in artifacts(server) if key.startswith("cli-refused/")]

@@ -56,6 +56,22 @@ impl Client {
         }
     }
 
+    /// Deletes `key` from `bucket` (deleting a missing key succeeds, as S3
+    /// does).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Api`] when the store refuses, else transport errors.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ClientError> {
+        let response = self
+            .s3_send("DELETE", &format!("/{bucket}/{key}"), Vec::new())
+            .await?;
+        match s3_error(&response) {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
     async fn s3_send(
         &self,
         method: &str,

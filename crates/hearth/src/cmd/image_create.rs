@@ -126,17 +126,29 @@ pub async fn versions(args: VersionsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `hearth image create`.
-pub async fn create(args: CreateArgs) -> Result<ExitCode> {
-    let zip = artifact_zip(&args.source)?;
-    let client = args.api.client()?;
+/// The most characters of an image name (the model's `ImageName`).
+const NAME_MAX: usize = 64;
 
-    let key = format!("{}/{}.zip", key_part(&args.name), unix_millis());
-    client.ensure_bucket(BUCKET).await?;
-    let uri = client.put_object(BUCKET, &key, zip).await?;
-    eprintln!("uploaded {} to {uri}", args.source.display());
+/// Checks `--name` as the model's `ImageName` does (1 to 64 letters, digits,
+/// `-` and `_`), before anything is zipped or uploaded; an image's ARN
+/// (a new version of it) passes.
+fn check_name(name: &str) -> Result<()> {
+    if name.starts_with("arn:") {
+        return Ok(());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.chars().count() > NAME_MAX || !name.chars().all(allowed) {
+        bail!(
+            "--name {name:?} is not a valid image name: 1 to {NAME_MAX} letters, digits, '-' or '_'"
+        );
+    }
+    Ok(())
+}
 
-    let config = image_config(&args, &client, uri).await?;
+/// UpdateMicrovmImage when the image exists, else CreateMicrovmImage, with
+/// the artifact at `uri`; returns the new version.
+async fn create_or_update(args: &CreateArgs, client: &Client, uri: String) -> Result<String> {
+    let config = image_config(args, client, uri).await?;
     let exists = match client
         .get_microvm_image(&GetMicrovmImageInput {
             image_identifier: args.name.clone(),
@@ -162,6 +174,30 @@ pub async fn create(args: CreateArgs) -> Result<ExitCode> {
             config,
         };
         client.create_microvm_image(&request).await?.image_version
+    };
+    Ok(version)
+}
+
+/// Runs `hearth image create`.
+pub async fn create(args: CreateArgs) -> Result<ExitCode> {
+    check_name(&args.name)?;
+    let zip = artifact_zip(&args.source)?;
+    let client = args.api.client()?;
+
+    let key = format!("{}/{}.zip", key_part(&args.name), unix_millis());
+    client.ensure_bucket(BUCKET).await?;
+    let uri = client.put_object(BUCKET, &key, zip).await?;
+    eprintln!("uploaded {} to {uri}", args.source.display());
+
+    let version = match create_or_update(&args, &client, uri.clone()).await {
+        Ok(version) => version,
+        Err(error) => {
+            // Refused: the artifact would never be read; leave nothing behind.
+            if let Err(cleanup) = client.delete_object(BUCKET, &key).await {
+                eprintln!("hearth: cannot delete the refused artifact {uri}: {cleanup}");
+            }
+            return Err(error);
+        }
     };
     eprintln!("building {} version {version}", args.name);
 
@@ -481,5 +517,22 @@ mod tests {
         std::fs::write(dir.path().join("app.py"), "").unwrap();
         let error = artifact_zip(dir.path()).unwrap_err().to_string();
         assert!(error.contains("has no Dockerfile at its root"), "{error}");
+    }
+
+    #[test]
+    fn image_names_are_checked_as_the_model_does() {
+        assert!(check_name("native-app_2").is_ok());
+        assert!(check_name(&"a".repeat(64)).is_ok());
+        assert!(check_name("arn:aws:lambda:us-east-1:000000000000:microvm-image:app").is_ok());
+        for bad in [
+            "",
+            "has space",
+            "dots.not.allowed",
+            "slash/no",
+            &"a".repeat(65),
+        ] {
+            let err = check_name(bad).expect_err(bad);
+            assert!(err.to_string().contains("--name"), "{err}");
+        }
     }
 }

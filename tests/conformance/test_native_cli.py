@@ -68,6 +68,12 @@ def test_a_microvm_runs_lists_logs_and_is_removed(server, hearth_binary, cli_ima
         assert "app-stdout-marker" in ok(logs)
         assert "app-stderr-marker" in logs.stderr
 
+        # --json: one object per line of output, both streams on stdout.
+        logs = ok(hearth(server, hearth_binary, "logs", microvm_id, "--json"))
+        records = [json.loads(line) for line in logs.splitlines()]
+        assert {"stream": "stdout", "line": "app-stdout-marker"} in records
+        assert {"stream": "stderr", "line": "app-stderr-marker"} in records
+
         served = server.vm_exec(microvm_id, "wget -qO- http://127.0.0.1:8080/")
         assert served == "built by RUN\n"
     finally:

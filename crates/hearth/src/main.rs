@@ -55,7 +55,9 @@ enum Command {
     Resume(cmd::microvm::IdsArgs),
     /// Suspend every RUNNING microVM and wait (before the host shuts down).
     Drain(cmd::drain::DrainArgs),
-    /// Print a microVM's app output (standard output and error).
+    /// Print a microVM's app output (standard output and error); with
+    /// --json, one JSON object per line of output on standard output:
+    /// {"stream":"stdout"|"stderr","line":"..."}.
     Logs(cmd::microvm::LogsArgs),
     /// Print a token for a microVM's endpoint (its `X-aws-proxy-auth` header).
     Token(cmd::token::TokenArgs),

@@ -315,7 +315,7 @@ pub async fn logs(args: LogsArgs) -> Result<ExitCode> {
     }
 
     let dir = args.api.data_dir().join("vms").join(&microvm.microvm_id);
-    super::vm::stream_logs(&dir, args.follow)
+    super::vm::stream_logs(&dir, args.follow, args.api.json)
         .await
         .with_context(|| format!("reading the logs of {}", microvm.microvm_id))
 }

@@ -370,21 +370,28 @@ async fn console(id: &str, follow: bool) -> Result<ExitCode> {
 
 async fn logs(id: &str, follow: bool) -> Result<ExitCode> {
     let client = connect(id).await?;
-    print_logs(&client, follow).await
+    print_logs(&client, follow, None).await
 }
 
 /// Prints the app's output of the VM in `dir` (standard error to standard
-/// error), then, with `follow`, its new output until the VM stops.
-pub async fn stream_logs(dir: &std::path::Path, follow: bool) -> Result<ExitCode> {
+/// error), then, with `follow`, its new output until the VM stops. With
+/// `json`, everything goes to standard output as JSON lines (see
+/// [`JsonLines`]).
+pub async fn stream_logs(dir: &std::path::Path, follow: bool, json: bool) -> Result<ExitCode> {
     let dir = VmDir::at(dir.to_owned());
     if !dir.root().exists() {
         bail!("no VM directory at {}", dir.root().display());
     }
     let client = ShimClient::connect(&dir).await?;
-    print_logs(&client, follow).await
+    let json = json.then(JsonLines::default);
+    print_logs(&client, follow, json).await
 }
 
-async fn print_logs(client: &ShimClient, follow: bool) -> Result<ExitCode> {
+async fn print_logs(
+    client: &ShimClient,
+    follow: bool,
+    mut json: Option<JsonLines>,
+) -> Result<ExitCode> {
     let stream = client.agent(Request::Logs { follow })?;
     let (_tx, mut rx) = stream.split();
     let mut stdout = tokio::io::stdout();
@@ -392,13 +399,17 @@ async fn print_logs(client: &ShimClient, follow: bool) -> Result<ExitCode> {
     use tokio::io::AsyncWriteExt;
     loop {
         match rx.recv().await {
-            hearth_protocol::Event::Data {
-                chan: hearth_protocol::CHAN_STDERR,
-                bytes,
-            } => {
-                stderr.write_all(&bytes).await?;
+            hearth_protocol::Event::Data { chan, bytes } => {
+                let is_stderr = chan == hearth_protocol::CHAN_STDERR;
+                match json.as_mut() {
+                    Some(lines) => {
+                        let out = lines.push(is_stderr, &bytes);
+                        stdout.write_all(out.as_bytes()).await?;
+                    }
+                    None if is_stderr => stderr.write_all(&bytes).await?,
+                    None => stdout.write_all(&bytes).await?,
+                }
             }
-            hearth_protocol::Event::Data { bytes, .. } => stdout.write_all(&bytes).await?,
             hearth_protocol::Event::Control(hearth_protocol::Control::Error { message }) => {
                 bail!("{message}")
             }
@@ -406,8 +417,63 @@ async fn print_logs(client: &ShimClient, follow: bool) -> Result<ExitCode> {
             _ => {}
         }
     }
+    if let Some(lines) = json.as_mut() {
+        stdout.write_all(lines.finish().as_bytes()).await?;
+    }
     stdout.flush().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The app's output as JSON lines, one object per line of output:
+/// `{"stream":"stdout","line":"..."}` (or `"stderr"`), the line without
+/// its newline, invalid UTF-8 replaced. A last line without a newline is
+/// printed at the end.
+#[derive(Default)]
+pub struct JsonLines {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl JsonLines {
+    /// Takes output of one stream; returns the JSON lines it completes.
+    pub fn push(&mut self, is_stderr: bool, bytes: &[u8]) -> String {
+        let (name, buf) = self.stream(is_stderr);
+        buf.extend_from_slice(bytes);
+        let mut out = String::new();
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            out.push_str(&json_line(name, &line[..end]));
+        }
+        out
+    }
+
+    /// The JSON lines of what is left without a newline.
+    pub fn finish(&mut self) -> String {
+        let mut out = String::new();
+        for is_stderr in [false, true] {
+            let (name, buf) = self.stream(is_stderr);
+            if !buf.is_empty() {
+                let rest = std::mem::take(buf);
+                out.push_str(&json_line(name, &rest));
+            }
+        }
+        out
+    }
+
+    fn stream(&mut self, is_stderr: bool) -> (&'static str, &mut Vec<u8>) {
+        match is_stderr {
+            true => ("stderr", &mut self.stderr),
+            false => ("stdout", &mut self.stdout),
+        }
+    }
+}
+
+fn json_line(stream: &str, line: &[u8]) -> String {
+    let line = String::from_utf8_lossy(line);
+    let line = line.strip_suffix('\r').unwrap_or(&line);
+    let mut out = serde_json::json!({ "stream": stream, "line": line }).to_string();
+    out.push('\n');
+    out
 }
 
 /// `ID:/path` → (id, path), for a VM or a microVM id; anything else is local.
@@ -498,7 +564,7 @@ async fn rm_one(id: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::remote;
+    use super::{remote, JsonLines};
 
     #[test]
     fn vm_and_microvm_ids_name_the_remote_side_of_cp() {
@@ -510,5 +576,29 @@ mod tests {
         );
         assert_eq!(remote("./local:file"), None);
         assert_eq!(remote("vm-0123:relative"), None);
+    }
+
+    #[test]
+    fn log_output_becomes_one_json_object_per_line_and_stream() {
+        let mut lines = JsonLines::default();
+        assert_eq!(
+            lines.push(false, b"one\ntw"),
+            "{\"line\":\"one\",\"stream\":\"stdout\"}\n"
+        );
+        assert_eq!(
+            lines.push(true, b"oops \"quoted\"\r\n"),
+            "{\"line\":\"oops \\\"quoted\\\"\",\"stream\":\"stderr\"}\n"
+        );
+        assert_eq!(
+            lines.push(false, b"o\n"),
+            "{\"line\":\"two\",\"stream\":\"stdout\"}\n"
+        );
+        assert_eq!(lines.push(false, b"no newline"), "");
+        let rest: serde_json::Value = serde_json::from_str(lines.finish().trim()).unwrap();
+        assert_eq!(
+            rest,
+            serde_json::json!({"stream": "stdout", "line": "no newline"})
+        );
+        assert_eq!(lines.finish(), "");
     }
 }

@@ -92,6 +92,12 @@ def test_a_microvm_suspends_and_resumes_with_its_memory(server, hearth_binary, c
         assert ok(hearth(server, hearth_binary, "suspend", microvm_id)).strip() == microvm_id
         got = json.loads(ok(hearth(server, hearth_binary, "ps", "--json")))
         assert next(m for m in got if m["microvmId"] == microvm_id)["state"] == "SUSPENDED"
+        # Commands that reach its VM say it is suspended, not missing.
+        for command in (["cp", f"{microvm_id}:/tmp/kept", "./kept"],
+                        ["vm", "exec", microvm_id, "--", "true"]):
+            refused = hearth(server, hearth_binary, *command, timeout=60)
+            assert refused.returncode != 0, command
+            assert "SUSPENDED" in refused.stderr and "resume" in refused.stderr, refused.stderr
         assert ok(hearth(server, hearth_binary, "resume", microvm_id)).strip() == microvm_id
         assert server.vm_exec(microvm_id, "cat /tmp/kept") == "kept\n"
     finally:
@@ -164,3 +170,27 @@ def test_a_refused_image_create_leaves_no_artifact(server, hearth_binary, tmp_pa
     # It was uploaded, then deleted when CreateMicrovmImage refused it.
     assert "uploaded" in result.stderr
     assert not [key for key in artifacts(server) if key.startswith("cli-refused/")]
+
+
+def test_cp_of_a_missing_file_leaves_nothing_behind(server, hearth_binary, cli_image, tmp_path):
+    microvm_id = ok(hearth(server, hearth_binary, "run", "native-app")).strip()
+    try:
+        out = tmp_path / "out"
+        failed = hearth(server, hearth_binary, "cp", f"{microvm_id}:/missing", str(out), timeout=60)
+        assert failed.returncode != 0
+        assert list(tmp_path.iterdir()) == []
+
+        copied = hearth(server, hearth_binary, "cp", f"{microvm_id}:/srv/index.html", str(out),
+                        timeout=60)
+        ok(copied)
+        assert out.read_text() == "built by RUN\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    finally:
+        hearth(server, hearth_binary, "rm", microvm_id)
+
+
+def test_cp_to_a_mistyped_id_says_it_is_unknown(server, hearth_binary, tmp_path):
+    (tmp_path / "f").write_text("x")
+    result = hearth(server, hearth_binary, "cp", str(tmp_path / "f"), "bogus-id:/x", timeout=60)
+    assert result.returncode != 0
+    assert "unknown microvm or vm: bogus-id" in result.stderr, result.stderr

@@ -199,11 +199,25 @@ async fn boot(args: BootArgs) -> Result<ExitCode> {
 ///
 /// Fails when no VM has that id.
 pub fn vm_dir(id: &str) -> Result<VmDir> {
-    let dir = VmDir::new(&paths::data_dir(), id);
+    let data = paths::data_dir();
+    let dir = VmDir::new(&data, id);
     if id.is_empty() || id.contains('/') || !dir.config().is_file() {
-        bail!("no such vm: {id}");
+        bail!("{}", missing_vm(&data, id));
     }
     Ok(dir)
+}
+
+/// Why `id` has no VM directory under `data`: a microVM suspended (its
+/// snapshot in `<data>/suspended/<id>`), else unknown.
+fn missing_vm(data: &std::path::Path, id: &str) -> String {
+    let named = !id.is_empty() && !id.contains('/');
+    if named && id.starts_with("microvm-") && data.join("suspended").join(id).is_dir() {
+        return format!("microvm {id} is SUSPENDED: resume it first (hearth resume {id})");
+    }
+    match id.starts_with("microvm-") {
+        true => format!("no such microvm: {id}"),
+        false => format!("no such vm: {id}"),
+    }
 }
 
 /// Connects to a VM's shim.
@@ -514,14 +528,51 @@ pub async fn cp(src: &str, dst: &str, owner: Owner) -> Result<ExitCode> {
         }
         (Some((id, path)), None) => {
             let client = connect(id).await?;
-            let mut file = tokio::fs::File::create(dst)
-                .await
-                .with_context(|| format!("creating {dst}"))?;
-            client.read_file(path, &mut file).await?;
+            copy_out(&client, path, std::path::Path::new(dst)).await?;
         }
+        (None, None) => match [src, dst].into_iter().find_map(id_like) {
+            Some(id) => bail!("unknown microvm or vm: {id} (ids start with microvm- or vm-)"),
+            None => bail!("one side of cp must be ID:/absolute/path and the other a local path"),
+        },
         _ => bail!("one side of cp must be ID:/absolute/path and the other a local path"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `name` of a `name:/path` that is not a local path, as a mistyped id.
+fn id_like(spec: &str) -> Option<&str> {
+    let (name, path) = spec.split_once(':')?;
+    let plausible = !name.is_empty() && !name.contains('/') && path.starts_with('/');
+    (plausible && !std::path::Path::new(spec).exists()).then_some(name)
+}
+
+/// Copies the VM's `path` to the local `dst` through a temporary file
+/// beside it, renamed into place once the copy is whole: a failed copy
+/// leaves nothing at `dst`.
+async fn copy_out(client: &ShimClient, path: &str, dst: &std::path::Path) -> Result<()> {
+    let name = dst
+        .file_name()
+        .with_context(|| format!("{} names no file", dst.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".hearth-cp-{}", std::process::id()));
+    let temp = dst.with_file_name(temp_name);
+    let mut file = tokio::fs::File::create(&temp)
+        .await
+        .with_context(|| format!("creating {}", temp.display()))?;
+    let copied = async {
+        client.read_file(path, &mut file).await?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        drop(file);
+        tokio::fs::rename(&temp, dst)
+            .await
+            .with_context(|| format!("moving the copy to {}", dst.display()))
+    }
+    .await;
+    if copied.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    copied
 }
 
 async fn rm(ids: &[String]) -> Result<ExitCode> {
@@ -564,7 +615,7 @@ async fn rm_one(id: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{remote, JsonLines};
+    use super::{id_like, missing_vm, remote, JsonLines};
 
     #[test]
     fn vm_and_microvm_ids_name_the_remote_side_of_cp() {
@@ -600,5 +651,26 @@ mod tests {
             serde_json::json!({"stream": "stdout", "line": "no newline"})
         );
         assert_eq!(lines.finish(), "");
+    }
+
+    #[test]
+    fn a_mistyped_id_in_cp_is_named_as_unknown() {
+        assert_eq!(id_like("bogus-id:/x"), Some("bogus-id"));
+        assert_eq!(id_like("./local:/x"), None);
+        assert_eq!(id_like("plain-file"), None);
+    }
+
+    #[test]
+    fn a_suspended_microvm_is_named_as_suspended_not_missing() {
+        let data = tempfile::tempdir().unwrap();
+        let id = "microvm-0123456789abcdef0123456789abcdef";
+        assert!(missing_vm(data.path(), id).contains("no such microvm"));
+        std::fs::create_dir_all(data.path().join("suspended").join(id)).unwrap();
+        let message = missing_vm(data.path(), id);
+        assert!(
+            message.contains("SUSPENDED") && message.contains("resume"),
+            "{message}"
+        );
+        assert_eq!(missing_vm(data.path(), "vm-1"), "no such vm: vm-1");
     }
 }

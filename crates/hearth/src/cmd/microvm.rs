@@ -77,6 +77,7 @@ pub struct RunArgs {
 /// The managed ingress connectors `hearth run --ingress` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(clippy::enum_variant_names)] // the connectors' own names
 pub enum IngressConnector {
     /// Every port of the endpoint.
     AllIngress,
@@ -400,6 +401,7 @@ pub fn image_name(arn: &str) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use clap::Parser;

@@ -614,6 +614,7 @@ async fn rm_one(id: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::{id_like, missing_vm, remote, JsonLines};
 

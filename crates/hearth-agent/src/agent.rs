@@ -115,7 +115,10 @@ impl Agent {
                 }
             }
             Request::Quiesce => {
-                let stopped = quiesce::stop_all();
+                // It waits, briefly, for the stops to take effect.
+                let stopped = tokio::task::spawn_blocking(quiesce::stop_all)
+                    .await
+                    .unwrap_or(0);
                 answer(
                     &stream.sender,
                     Control::Ok {

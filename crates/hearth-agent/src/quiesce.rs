@@ -5,13 +5,22 @@
 //! CRNG, nothing but the agent may run, or two VMs restored from one
 //! snapshot could produce the same "random" bytes. So before a snapshot
 //! every other process is stopped with SIGSTOP, and the next `Identity`
-//! continues them once the guest is reseeded.
+//! continues them once the guest is reseeded. A stop is asynchronous: a
+//! process inside a system call (a read of `/dev/urandom`, say) takes it
+//! only on its way out, so the snapshot waits until each one is seen
+//! stopped; otherwise the call would finish after the restore, before the
+//! reseed.
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// How long a snapshot waits for its stopped processes to be seen stopped
+/// (one in uninterruptible I/O stops when the I/O ends).
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// The processes this module stopped, to continue later.
 static STOPPED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
@@ -42,7 +51,30 @@ pub fn stop_all() -> usize {
             }
         }
     }
+
+    let deadline = Instant::now() + SETTLE;
+    let proc_root = Path::new("/proc");
+    while !stopped.iter().all(|pid| settled(proc_root, *pid)) {
+        if Instant::now() >= deadline {
+            eprintln!("hearth-agent: some processes did not stop before the snapshot");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     stopped.len()
+}
+
+/// Whether process `pid` is stopped, gone or a zombie: it runs no code and
+/// is inside no system call.
+fn settled(proc_root: &Path, pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
+        return true;
+    };
+    // The state follows the command name, which may itself hold `)`.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("T" | "t" | "Z" | "X" | "x") | None)
 }
 
 /// Continues every process [`stop_all`] stopped.
@@ -96,6 +128,24 @@ mod tests {
         }
         std::fs::create_dir(root.path().join("self")).expect("self");
         assert_eq!(candidates(root.path(), 1), vec![40, 41]);
+    }
+
+    #[test]
+    fn only_stopped_gone_or_dead_processes_are_settled() {
+        let root = tempfile::tempdir().expect("temp dir");
+        for (pid, stat) in [
+            (40, "40 (sh) T 1 40"),
+            (41, "41 (a (b)) R 1 41"),
+            (42, "42 (head) D 40 40"),
+            (43, "43 (old) Z 1 43"),
+            (44, "44 (sleep) S 1 44"),
+        ] {
+            let dir = root.path().join(pid.to_string());
+            std::fs::create_dir(&dir).expect("pid dir");
+            std::fs::write(dir.join("stat"), stat).expect("stat");
+        }
+        let settled: Vec<i32> = (40..=45).filter(|pid| settled(root.path(), *pid)).collect();
+        assert_eq!(settled, vec![40, 43, 45]);
     }
 
     #[test]

@@ -344,7 +344,6 @@ impl Inner {
     }
 }
 
-/// The refusal of a call the microVM's state forbids.
 /// The managed ingress connectors a microVM can be run with.
 pub const INGRESS_CONNECTORS: [&str; 3] = ["ALL_INGRESS", "SHELL_INGRESS", "NO_INGRESS"];
 
@@ -390,6 +389,7 @@ fn check_ingress_connectors(connectors: Option<&[String]>) -> Result<(), ApiErro
     Ok(())
 }
 
+/// The refusal of a call the microVM's state forbids.
 fn wrong_state(row: &MicrovmRow, verb: &str, needed: &str) -> ApiError {
     ApiError::conflict(
         "microvm",

@@ -24,11 +24,19 @@ pub const INTERNET_EGRESS: &str = "INTERNET_EGRESS";
 
 /// Where a microVM's traffic may go, from its `egressNetworkConnectors`:
 /// the internet when they are not given (the default) or name
-/// `INTERNET_EGRESS`; nowhere for an empty list.
+/// `INTERNET_EGRESS` (by name or by its managed connector's ARN); nowhere
+/// for an empty list.
 pub fn egress_of(connectors: Option<&[String]>) -> Egress {
+    let internet = |c: &String| {
+        c == INTERNET_EGRESS
+            || c.strip_suffix(INTERNET_EGRESS).is_some_and(|arn| {
+                arn.starts_with("arn:aws:lambda:")
+                    && arn.ends_with(":aws:network-connector:aws-network-connector:")
+            })
+    };
     match connectors {
         None => Egress::Internet,
-        Some(list) if list.iter().any(|c| c == INTERNET_EGRESS) => Egress::Internet,
+        Some(list) if list.iter().any(internet) => Egress::Internet,
         Some(_) => Egress::None,
     }
 }
@@ -131,6 +139,16 @@ mod tests {
         assert_eq!(egress_of(None), Egress::Internet);
         let internet = vec![INTERNET_EGRESS.to_owned()];
         assert_eq!(egress_of(Some(&internet)), Egress::Internet);
+        let arn = vec![
+            "arn:aws:lambda:us-east-1:aws:network-connector:aws-network-connector:INTERNET_EGRESS"
+                .to_owned(),
+        ];
+        assert_eq!(egress_of(Some(&arn)), Egress::Internet);
+        let custom = vec![
+            "arn:aws:lambda:us-east-1:000000000000:network-connector:vpc:INTERNET_EGRESS"
+                .to_owned(),
+        ];
+        assert_eq!(egress_of(Some(&custom)), Egress::None);
         assert_eq!(egress_of(Some(&[])), Egress::None);
     }
 }

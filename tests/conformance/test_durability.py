@@ -221,6 +221,50 @@ def test_a_crash_mid_build_fails_the_image_with_a_reason(dur, tmp_path):
     assert not list((dur.data_dir / "vms").glob("vm-*"))
 
 
+def netns_names():
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_a_crash_mid_run_step_ends_the_build_vm_and_its_namespace(dur, tmp_path):
+    # A RUN step that holds its build VM (QEMU run by the server itself, in
+    # a namespace of its own) for longer than the test takes.
+    src = tmp_path / "runstep"
+    shutil.copytree(HERE / "app", src)
+    dockerfile = (src / "Dockerfile").read_text()
+    (src / "Dockerfile").write_text(dockerfile.replace(
+        "COPY start.sh", "RUN sleep 600\nCOPY start.sh"))
+    upload(dur, zip_dir(src, tmp_path / "runstep.zip"), "s3://dur/runstep.zip")
+    client = make_client(dur.endpoint)
+    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
+    client.create_microvm_image(name="dur-runstep", **app_config(base, "s3://dur/runstep.zip"))
+
+    # The step's VM records its namespace before QEMU starts; the step runs
+    # once a QEMU names the build's scratch space.
+    def build_vm_runs():
+        recorded = list((dur.data_dir / "builds").rglob("netns"))
+        qemus = [pid for pid in dur.processes() if "qemu" in proc_name(pid)]
+        return recorded[0].read_text().strip() if recorded and qemus else None
+    netns = wait_for(build_vm_runs, bool, 180, "the build VM running its RUN step")
+    assert netns in netns_names()
+
+    client = crash_and_restart(dur)
+
+    got = client.get_microvm_image(imageIdentifier="dur-runstep")
+    assert got["state"] == "CREATE_FAILED", got
+    version = client.get_microvm_image_version(imageIdentifier="dur-runstep", imageVersion="1")
+    assert version["state"] == "FAILED" and version.get("stateReason"), version
+    settled(dur, client)
+    assert netns not in netns_names()
+
+
+def proc_name(pid):
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
 def test_a_running_and_a_suspended_microvm_survive_a_crash(dur):
     client = make_client(dur.endpoint)
     running, suspended = run(client), run(client)

@@ -13,7 +13,8 @@
 //! a network namespace of the VM's own (`hearth-net`, as microVMs have), with
 //! internet egress through NAT but no way to the host or other VMs, and DNS
 //! through the agent's mounted `/etc/resolv.conf`. The namespace goes with
-//! the VM.
+//! the VM; its name is also written to [`NETNS_FILE`] in the VM's directory,
+//! so that whoever finds the directory after a crash can remove it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -141,6 +142,11 @@ impl BuildVm {
         let net = match config.network {
             true => {
                 let net = build_network().await?;
+                // Before QEMU starts: a crash from here on leaves the name
+                // behind for recovery (a failed write only loses that).
+                if let Err(error) = std::fs::write(dir.join(NETNS_FILE), &net.netns) {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot record the build vm's namespace");
+                }
                 machine.network = Network::Tap;
                 machine.netns = Some(net.netns.clone());
                 Some(net)
@@ -373,6 +379,9 @@ impl BuildVm {
 
 /// Makes a build VM's network namespace (named `b-` and random digits),
 /// with the host's rules in place first.
+/// The file in a build VM's directory that names its network namespace.
+pub const NETNS_FILE: &str = "netns";
+
 async fn build_network() -> Result<VmNet, BuildVmError> {
     let host = HostNetwork::default();
     let id = format!("b-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);

@@ -38,6 +38,8 @@ enum Restart {
 impl Inner {
     /// Settles builds and microVMs that a stop or crash interrupted.
     pub(super) async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        // Before the build directories that name them are removed.
+        end_build_vms(&self.config.data_dir.join("builds")).await;
         self.fail_unfinished_builds("the server stopped during the build")
             .await?;
 
@@ -285,6 +287,105 @@ impl Inner {
             tracing::warn!(build_id = %build.build_id, reason, "build failed on restart");
         }
         Ok(())
+    }
+}
+
+/// The file in a build VM's directory that names its network namespace
+/// (`hearth_builder::vm::NETNS_FILE`).
+const BUILD_NETNS_FILE: &str = "netns";
+
+/// How long recovery waits for killed build VMs to be gone.
+const BUILD_VM_GRACE: Duration = Duration::from_secs(10);
+
+/// Ends what build VMs of a server that died left running: QEMUs run by the
+/// server itself (not under a shim) outlive it, each in a namespace of its
+/// own. A process is taken for one when its command line names a directory
+/// under `builds` (this data directory's build scratch space); then the
+/// namespaces the VM directories there recorded are removed.
+async fn end_build_vms(builds: &Path) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    if !builds.is_dir() {
+        return;
+    }
+    let mut killed = Vec::new();
+    for pid in processes_naming(builds) {
+        tracing::warn!(pid, "ending a build vm the server left running");
+        if kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+            killed.push(pid);
+        }
+    }
+    let deadline = Instant::now() + BUILD_VM_GRACE;
+    while killed.iter().any(|pid| names_dir(*pid, builds)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut recorded = Vec::new();
+    find_files(builds, BUILD_NETNS_FILE, &mut recorded);
+    if recorded.is_empty() {
+        return;
+    }
+    let host = hearth_net::HostNetwork::default();
+    let Ok(namespaces) = host.vm_namespaces().await else {
+        return;
+    };
+    for file in recorded {
+        let Ok(name) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let name = name.trim();
+        let Some((vm_id, netns)) = namespaces.iter().find(|(_, netns)| netns == name) else {
+            continue;
+        };
+        if host.netns_in_use(netns).await {
+            tracing::warn!(netns, "a build vm's namespace is still in use; left");
+            continue;
+        }
+        host.remove_vm_netns(vm_id).await;
+        tracing::info!(netns, "removed the namespace of a build vm");
+    }
+}
+
+/// The pids of live processes whose command line names a path under `dir`.
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && names_dir(*pid, dir))
+        .collect()
+}
+
+/// Whether process `pid` is alive and an argument of its command line names
+/// `dir` or a path under it.
+fn names_dir(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = format!("{}/", dir.to_string_lossy().trim_end_matches('/'));
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| String::from_utf8_lossy(arg).contains(dir.as_str()))
+}
+
+/// Collects the files named `name` anywhere under `dir`.
+fn find_files(dir: &Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            find_files(&entry.path(), name, found);
+        } else if kind.is_file() && entry.file_name() == name {
+            found.push(entry.path());
+        }
     }
 }
 

@@ -7,7 +7,9 @@ image CREATED or CREATE_FAILED with a reason, and no QEMU, shim or file is
 left that no record owns. A RUNNING and a SUSPENDED microVM both survive a SIGKILL."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import pytest
 
@@ -263,6 +265,26 @@ def proc_name(pid):
         return open(f"/proc/{pid}/comm").read().strip()
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize("victim", ["qemu_pid", "shim_pid"])
+def test_a_microvm_whose_vm_dies_is_terminated_with_vm_exited(dur, victim):
+    client = make_client(dur.endpoint)
+    microvm_id = run(client)
+    state = dur.vm_state(microvm_id)
+    pid = state[victim]
+    # Only a process of this server's data directory is killed.
+    assert pid in dur.processes(), (victim, state)
+    netns = f"hvm-{microvm_id}"
+    assert netns in netns_names()
+    os.kill(pid, signal.SIGKILL)
+
+    got = wait_microvm(client, microvm_id, states=("TERMINATED",), timeout=30)
+    assert got.get("stateReason") == "VM_EXITED", got
+    settled(dur, client)
+    gone = {state["qemu_pid"], state["shim_pid"]} & dur.processes()
+    assert not gone, gone
+    assert netns not in netns_names()
 
 
 def test_a_running_and_a_suspended_microvm_survive_a_crash(dur):

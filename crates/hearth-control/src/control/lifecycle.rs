@@ -12,6 +12,9 @@ use std::time::Duration;
 use hearth_api::model::*;
 
 use super::timers::{self, TimerAction};
+
+/// How long after a first look a VM that seemed dead is looked at again.
+const EXIT_RECHECK: Duration = Duration::from_millis(500);
 use super::Inner;
 use crate::events::{self, MicrovmEvent};
 use crate::hooks::Hook;
@@ -204,7 +207,7 @@ impl Inner {
         let Some(row) = self.in_state(&id, MicrovmState::Terminating) else {
             return;
         };
-        if self.node.is_running(&id) {
+        if !self.node.has_exited(&id) {
             if let Some((port, timeout)) = self
                 .version_config(&row)
                 .and_then(|config| runtime_hook(&config, Hook::Terminate))
@@ -268,6 +271,43 @@ impl Inner {
                 self.finish_termination(&row).await;
             }
         }
+    }
+
+    /// Terminates, with the reason `VM_EXITED`, every RUNNING microVM whose
+    /// shim or QEMU died: the termination stops what is left of it and frees
+    /// its files and namespace. A VM is taken for dead when two looks
+    /// [`EXIT_RECHECK`] apart agree, and only while its row is still RUNNING.
+    pub(super) async fn end_exited(self: &Arc<Self>) -> Result<(), StoreError> {
+        let suspects: Vec<MicrovmId> = self
+            .store
+            .microvms()?
+            .into_iter()
+            .filter(|row| row.state == MicrovmState::Running)
+            .map(|row| row.microvm_id)
+            .filter(|id| self.node.has_exited(id))
+            .collect();
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(EXIT_RECHECK).await;
+        for id in suspects {
+            if !self.node.has_exited(&id) {
+                continue;
+            }
+            let moved = self.store.move_microvm(
+                &id,
+                &[MicrovmState::Running],
+                MicrovmState::Terminating,
+                Some("VM_EXITED"),
+                Timestamp::now(),
+            )?;
+            if moved {
+                tracing::warn!(microvm_id = %id, "vm exited on its own; terminating");
+                let inner = self.clone();
+                self.spawn_task(async move { inner.terminate_task(id).await });
+            }
+        }
+        Ok(())
     }
 
     /// Acts on every microVM whose timer is due at `now_ms`: past its hard

@@ -149,6 +149,9 @@ impl HearthControl {
                 if let Err(error) = inner.enforce_lifetimes(Timestamp::now().unix_millis()) {
                     tracing::error!(error = %error, "timers: cannot read microvms");
                 }
+                if let Err(error) = inner.end_exited().await {
+                    tracing::error!(error = %error, "timers: cannot read microvms");
+                }
                 if let Err(error) = inner.forget_stopped() {
                     tracing::error!(error = %error, "cannot read microvms");
                 }

@@ -125,6 +125,12 @@ pub trait Node: Send + Sync + 'static {
     /// Whether microVM `id`'s VM is running.
     fn is_running(&self, id: &MicrovmId) -> bool;
 
+    /// Whether microVM `id`'s VM has died on its own: its supervisor or its
+    /// VM process is gone. A cheap check, made often.
+    fn has_exited(&self, id: &MicrovmId) -> bool {
+        !self.is_running(id)
+    }
+
     /// Stops a VM that is not a microVM (a build's) by its VM id and
     /// removes its directory and its network namespace.
     async fn discard_vm(&self, vm_id: &str);

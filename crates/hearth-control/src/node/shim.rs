@@ -173,6 +173,16 @@ impl Node for ShimNode {
         self.vm_running(id.as_str())
     }
 
+    fn has_exited(&self, id: &MicrovmId) -> bool {
+        let dir = self.dir(id.as_str());
+        let Ok(state) = dir.read_state() else {
+            return true;
+        };
+        state.status == VmStatus::Exited
+            || !dir.owns_process(state.shim_pid)
+            || state.qemu_pid.is_some_and(|pid| !dir.owns_process(pid))
+    }
+
     async fn discard_vm(&self, vm_id: &str) {
         if vm_id.is_empty() || vm_id.contains('/') {
             return;

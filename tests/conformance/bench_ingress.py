@@ -28,6 +28,7 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     binary = os.environ.get("HEARTH_BIN") or conftest.cargo_executable(["-p", "hearth"], "hearth")
     data = conftest.short_data_dir("bench")
+    conftest.seed_base_images(binary, data)
     log = tempfile.NamedTemporaryFile(prefix="hearth-bench-", suffix=".log", delete=False).name
     server = Server(binary, data, log).start()
     try:

@@ -447,6 +447,37 @@ def wait_microvm(client, microvm_id, states=("RUNNING",), timeout=180):
     return got
 
 
+def build_example_app(server, app_zip, tag):
+    """Builds the example app as image `<tag>-app` on `server` (a server of
+    a module's own), from `s3://<tag>/app.zip`; returns the server."""
+    from clients import make_client
+
+    upload(server, app_zip, f"s3://{tag}/app.zip")
+    client = make_client(server.endpoint)
+    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
+    client.create_microvm_image(name=f"{tag}-app", **app_config(base, f"s3://{tag}/app.zip"))
+    assert wait_image(client, f"{tag}-app")["state"] == "CREATED"
+    return server
+
+
+INGRESS_IMAGE = "ingress-app"
+
+
+@pytest.fixture(scope="session")
+def ingress_image(client, server, tmp_path_factory):
+    """The image of `ingress_app` (busybox `nc` serving HTTP, WebSockets and
+    streams, without hooks), built once for the endpoint and shell tests."""
+    archive = zip_dir(HERE / "ingress_app", tmp_path_factory.mktemp("ingress") / "app.zip")
+    uri = upload(server, archive, "s3://conformance/ingress-app.zip")
+    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
+    config = app_config(base, uri)
+    del config["hooks"], config["environmentVariables"]
+    client.create_microvm_image(name=INGRESS_IMAGE, **config)
+    got = wait_image(client, INGRESS_IMAGE)
+    assert got["state"] == "CREATED", got
+    return INGRESS_IMAGE
+
+
 @pytest.fixture(scope="session")
 def app_image(client, artifact):
     """The example app built into an image (its create response)."""

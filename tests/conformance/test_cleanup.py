@@ -11,7 +11,7 @@ import os
 import pytest
 
 from clients import make_client
-from conftest import app_config, upload, wait_for, wait_image, wait_microvm
+from conftest import app_config, build_example_app, wait_for, wait_image, wait_microvm
 from test_lifecycle import answers, counter
 
 RUNS = int(os.environ.get("HEARTH_CLEANUP_RUNS", "6"))
@@ -20,12 +20,7 @@ RUNS = int(os.environ.get("HEARTH_CLEANUP_RUNS", "6"))
 @pytest.fixture(scope="module")
 def churn(make_server, server, app_zip):
     churning = make_server("churn", keys_from=server)
-    upload(churning, app_zip, "s3://churn/app.zip")
-    client = make_client(churning.endpoint)
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    client.create_microvm_image(name="churn-app", **app_config(base, "s3://churn/app.zip"))
-    assert wait_image(client, "churn-app")["state"] == "CREATED"
-    return churning
+    return build_example_app(churning, app_zip, "churn")
 
 
 def footprint(server):

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from clients import make_client
-from conftest import HERE, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir
+from conftest import HERE, app_config, build_example_app, upload, wait_for, wait_microvm, zip_dir
 from test_lifecycle import answers, counter
 
 # The hooks' timeout is 10 s; a hook that takes 6 s gives the test a window
@@ -26,12 +26,7 @@ HOOK_DELAY = 6
 @pytest.fixture(scope="module")
 def dur(make_server, server, app_zip):
     durable = make_server("dur", keys_from=server)
-    upload(durable, app_zip, "s3://dur/app.zip")
-    client = make_client(durable.endpoint)
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    client.create_microvm_image(name="dur-app", **app_config(base, "s3://dur/app.zip"))
-    assert wait_image(client, "dur-app")["state"] == "CREATED"
-    return durable
+    return build_example_app(durable, app_zip, "dur")
 
 
 def crash_and_restart(server):

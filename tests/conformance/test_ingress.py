@@ -20,23 +20,12 @@ import urllib.parse
 
 import pytest
 
-from conftest import HERE, REPO, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir
+from conftest import (
+    INGRESS_IMAGE, HERE, REPO, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir,
+)
 
-IMAGE = "ingress-app"
+IMAGE = INGRESS_IMAGE
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def ingress_image(client, server, tmp_path_factory):
-    archive = zip_dir(HERE / "ingress_app", tmp_path_factory.mktemp("ingress") / "app.zip")
-    uri = upload(server, archive, "s3://conformance/ingress-app.zip")
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    config = app_config(base, uri)
-    del config["hooks"], config["environmentVariables"]
-    client.create_microvm_image(name=IMAGE, **config)
-    got = wait_image(client, IMAGE)
-    assert got["state"] == "CREATED", got
-    return IMAGE
 
 
 def run(client, **kwargs):

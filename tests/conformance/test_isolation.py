@@ -17,7 +17,7 @@ import time
 import pytest
 
 from clients import make_client
-from conftest import app_config, upload, wait_for, wait_image, wait_microvm
+from conftest import build_example_app, wait_for, wait_microvm
 from test_microvms import alive
 
 TAG = str(os.getpid() % 10000)
@@ -121,12 +121,7 @@ def lab():
 def iso(make_server, server, app_zip, lab):
     """A server of its own (it is restarted), with the example app built."""
     iso = make_server("iso", keys_from=server)
-    upload(iso, app_zip, "s3://iso/app.zip")
-    client = make_client(iso.endpoint)
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    client.create_microvm_image(name="iso-app", **app_config(base, "s3://iso/app.zip"))
-    assert wait_image(client, "iso-app")["state"] == "CREATED"
-    return iso
+    return build_example_app(iso, app_zip, "iso")
 
 
 @pytest.fixture(scope="module")

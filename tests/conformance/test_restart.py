@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from clients import make_client
-from conftest import app_config, upload, wait_for, wait_image, wait_microvm
+from conftest import build_example_app, wait_for, wait_microvm
 from test_lifecycle import answers
 from test_microvms import alive
 
@@ -21,12 +21,7 @@ from test_microvms import alive
 def restartable(make_server, server, app_zip):
     # Room for one 256 MiB guest only.
     restart = make_server("restart", extra_args=["--memory-budget-mib", "300"], keys_from=server)
-    upload(restart, app_zip, "s3://restart/app.zip")
-    client = make_client(restart.endpoint)
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    client.create_microvm_image(name="restart-app", **app_config(base, "s3://restart/app.zip"))
-    assert wait_image(client, "restart-app")["state"] == "CREATED"
-    return restart
+    return build_example_app(restart, app_zip, "restart")
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import urllib.parse
 
 import pytest
 
-from conftest import HERE, app_config, upload, wait_for, wait_image, wait_microvm, zip_dir
+from conftest import INGRESS_IMAGE, wait_for, wait_microvm
 
-IMAGE = "shell-app"
+IMAGE = INGRESS_IMAGE
 SHELL_CONNECTOR = "arn:aws:lambda:us-east-1:aws:network-connector:aws-network-connector:SHELL_INGRESS"
 
 # How long typed input may take to show on the screen under TCG.
@@ -74,19 +74,6 @@ class Terminal:
         self.dir.rmdir()
 
 
-@pytest.fixture(scope="module")
-def shell_image(client, server, tmp_path_factory):
-    archive = zip_dir(HERE / "ingress_app", tmp_path_factory.mktemp("shell") / "app.zip")
-    uri = upload(server, archive, "s3://conformance/shell-app.zip")
-    base = client.list_managed_microvm_images()["items"][0]["imageArn"]
-    config = app_config(base, uri)
-    del config["hooks"], config["environmentVariables"]
-    client.create_microvm_image(name=IMAGE, **config)
-    got = wait_image(client, IMAGE)
-    assert got["state"] == "CREATED", got
-    return IMAGE
-
-
 def run_with_shell(client, **kwargs):
     microvm_id = client.run_microvm(imageIdentifier=IMAGE,
                                     ingressNetworkConnectors=[SHELL_CONNECTOR],
@@ -117,7 +104,7 @@ def traffic(server, microvm_id):
 
 
 def test_a_person_types_sees_the_app_resizes_and_exits_through_the_endpoint(
-        client, server, hearth_binary, shell_image):
+        client, server, hearth_binary, ingress_image):
     """The shell's bytes are the microVM's traffic and keep it from idling:
     with a 60 s idle time, a shell used every 10 s for 90 s keeps it RUNNING."""
     policy = {"maxIdleDurationSeconds": 60, "suspendedDurationSeconds": 3600,
@@ -161,7 +148,7 @@ def test_a_person_types_sees_the_app_resizes_and_exits_through_the_endpoint(
 
 
 def test_a_shell_open_when_the_microvm_is_suspended_closes_with_a_reason(
-        client, server, hearth_binary, shell_image):
+        client, server, hearth_binary, ingress_image):
     microvm_id = run_with_shell(client)
     terminal = Terminal(shell_command(server, hearth_binary, microvm_id), 80, 24)
     try:
@@ -181,7 +168,7 @@ def test_a_shell_open_when_the_microvm_is_suspended_closes_with_a_reason(
 
 
 def test_hearth_run_with_shell_ingress_then_hearth_shell_finds_the_endpoint(
-        server, hearth_binary, shell_image):
+        server, hearth_binary, ingress_image):
     """README's flow: `hearth run --ingress SHELL_INGRESS`, then `hearth shell
     ID` with no ingress address given: the endpoint comes from GetMicrovm."""
     env = dict(os.environ, HEARTH_ENDPOINT_URL=server.endpoint, HEARTH_DATA=str(server.data_dir))
@@ -191,7 +178,7 @@ def test_hearth_run_with_shell_ingress_then_hearth_shell_finds_the_endpoint(
         return subprocess.run([hearth_binary, *args], env=env, capture_output=True, text=True,
                               timeout=900, **kwargs)
 
-    ran = hearth("run", shell_image, "--ingress", "SHELL_INGRESS", "--ingress", "ALL_INGRESS")
+    ran = hearth("run", ingress_image, "--ingress", "SHELL_INGRESS", "--ingress", "ALL_INGRESS")
     assert ran.returncode == 0, ran.stderr
     microvm_id = ran.stdout.strip()
     try:

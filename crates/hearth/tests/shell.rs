@@ -140,6 +140,26 @@ async fn vm_with_app(hearth: &Hearth) -> (String, ShimClient) {
     (id, client)
 }
 
+/// A shell in a VM with the app, shown to answer a command, and a second
+/// connection to the VM's shim for acting on the VM under it.
+async fn answering_shell(
+    hearth: &Hearth,
+) -> (
+    Session,
+    JoinHandle<Result<ShellEnd, shell::ShellError>>,
+    ShimClient,
+) {
+    let (id, client) = vm_with_app(hearth).await;
+    let (mut session, server) = connect(client).await;
+    session.resize(80, 24).await;
+    session.type_line("echo ready-$((6*7))").await;
+    session.wait_for("ready-42").await;
+    let admin = ShimClient::connect(&VmDir::at(hearth.vm_dir(&id)))
+        .await
+        .expect("connect to the shim");
+    (session, server, admin)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_runs_as_the_app_with_resize_and_exit_code() {
     let hearth = Hearth::new();
@@ -186,18 +206,10 @@ async fn shell_runs_as_the_app_with_resize_and_exit_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_closes_with_a_reason_when_the_vm_is_suspended() {
     let hearth = Hearth::new();
-    let (id, client) = vm_with_app(&hearth).await;
-    let (mut session, server) = connect(client).await;
-
-    session.resize(80, 24).await;
-    session.type_line("echo ready-$((6*7))").await;
-    session.wait_for("ready-42").await;
+    let (mut session, server, admin) = answering_shell(&hearth).await;
 
     // The VM is suspended to a snapshot under the open shell, as an idle
     // microVM is.
-    let admin = ShimClient::connect(&VmDir::at(hearth.vm_dir(&id)))
-        .await
-        .expect("connect to the shim");
     admin
         .snapshot(&hearth.path("snap"), true)
         .await
@@ -216,17 +228,9 @@ async fn shell_closes_with_a_reason_when_the_vm_is_suspended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_closes_with_a_reason_when_the_vm_stops() {
     let hearth = Hearth::new();
-    let (id, client) = vm_with_app(&hearth).await;
-    let (mut session, server) = connect(client).await;
-
-    session.resize(80, 24).await;
-    session.type_line("echo ready-$((6*7))").await;
-    session.wait_for("ready-42").await;
+    let (mut session, server, admin) = answering_shell(&hearth).await;
 
     // The VM is stopped (as a terminated microVM is) under the open shell.
-    let admin = ShimClient::connect(&VmDir::at(hearth.vm_dir(&id)))
-        .await
-        .expect("connect to the shim");
     admin.stop().await.expect("stop");
 
     session.wait_for_close().await;

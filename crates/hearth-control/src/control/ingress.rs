@@ -224,8 +224,7 @@ impl Inner {
 
     /// Drops the shim connections of microVMs that are not RUNNING (their
     /// VMs have gone; a resume makes a new one).
-    pub(super) fn forget_stopped(&self) -> Result<(), StoreError> {
-        let rows = self.store.microvms()?;
+    pub(super) fn forget_stopped(&self, rows: &[crate::store::MicrovmRow]) {
         let running: std::collections::HashSet<&str> = rows
             .iter()
             .filter(|r| r.state == MicrovmState::Running)
@@ -234,6 +233,5 @@ impl Inner {
         if let Ok(mut clients) = self.ingress.clients.try_lock() {
             clients.retain(|id, _| running.contains(id.as_str()));
         }
-        Ok(())
     }
 }

@@ -277,13 +277,14 @@ impl Inner {
     /// shim or QEMU died: the termination stops what is left of it and frees
     /// its files and namespace. A VM is taken for dead when two looks
     /// [`EXIT_RECHECK`] apart agree, and only while its row is still RUNNING.
-    pub(super) async fn end_exited(self: &Arc<Self>) -> Result<(), StoreError> {
-        let suspects: Vec<MicrovmId> = self
-            .store
-            .microvms()?
-            .into_iter()
+    pub(super) async fn end_exited(
+        self: &Arc<Self>,
+        rows: &[MicrovmRow],
+    ) -> Result<(), StoreError> {
+        let suspects: Vec<MicrovmId> = rows
+            .iter()
             .filter(|row| row.state == MicrovmState::Running)
-            .map(|row| row.microvm_id)
+            .map(|row| row.microvm_id.clone())
             .filter(|id| self.node.has_exited(id))
             .collect();
         if suspects.is_empty() {
@@ -313,10 +314,14 @@ impl Inner {
     /// Acts on every microVM whose timer is due at `now_ms`: past its hard
     /// lifetime or its suspended duration it terminates; idle past its
     /// `maxIdleDurationSeconds` it suspends.
-    pub(super) fn enforce_lifetimes(self: &Arc<Self>, now_ms: i64) -> Result<(), StoreError> {
-        for row in self.store.microvms()? {
+    pub(super) fn enforce_lifetimes(
+        self: &Arc<Self>,
+        rows: &[MicrovmRow],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        for row in rows {
             let id = &row.microvm_id;
-            match timers::due(&row, now_ms, self.activity.last(id.as_str())) {
+            match timers::due(row, now_ms, self.activity.last(id.as_str())) {
                 None => {}
                 Some(TimerAction::Terminate(reason)) => self.begin_termination(id, reason)?,
                 Some(TimerAction::Suspend(reason)) => {

@@ -146,14 +146,19 @@ impl HearthControl {
                 let Some(inner) = timers.upgrade() else {
                     return;
                 };
-                if let Err(error) = inner.enforce_lifetimes(Timestamp::now().unix_millis()) {
-                    tracing::error!(error = %error, "timers: cannot read microvms");
-                }
-                if let Err(error) = inner.end_exited().await {
-                    tracing::error!(error = %error, "timers: cannot read microvms");
-                }
-                if let Err(error) = inner.forget_stopped() {
-                    tracing::error!(error = %error, "cannot read microvms");
+                // One read of the table for every timer of this tick.
+                match inner.store.microvms() {
+                    Ok(rows) => {
+                        let now = Timestamp::now().unix_millis();
+                        if let Err(error) = inner.enforce_lifetimes(&rows, now) {
+                            tracing::error!(error = %error, "timers: cannot move a microvm");
+                        }
+                        if let Err(error) = inner.end_exited(&rows).await {
+                            tracing::error!(error = %error, "timers: cannot move a microvm");
+                        }
+                        inner.forget_stopped(&rows);
+                    }
+                    Err(error) => tracing::error!(error = %error, "timers: cannot read microvms"),
                 }
                 if let Err(error) = inner.flush_traffic() {
                     tracing::error!(error = %error, "cannot record endpoint traffic");
